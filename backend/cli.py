@@ -1,0 +1,128 @@
+"""``parley-backend``: the command line of the backend server.
+
+``parley-backend serve`` listens on 127.0.0.1 (a random port with ``--port 0``),
+prints one JSON line ``{"ready": true, "url": "ws://HOST:PORT"}`` on stdout once
+listening, loads the models in the background, and serves until SIGINT/SIGTERM.
+The token comes from ``--token`` or the ``PARLEY_TOKEN`` environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from backend import config as config_module
+from backend.config import Config
+from backend.engine_hub import EngineHub
+from backend.engines.base import EngineError
+from backend.engines.factory import build_llm, build_tts
+from backend.models.manager import ModelManager
+from backend.server import ParleyServer
+
+log = logging.getLogger("parley.backend")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley-backend", description="The Parley backend server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the websocket API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
+    serve.add_argument("--token", default=None, help="access token (default: $PARLEY_TOKEN)")
+    serve.add_argument("--config", default=None, help="settings file (default: the platform's config dir)")
+    serve.add_argument("--llm-provider", choices=["embedded", "openai"], default=None)
+    serve.add_argument(
+        "--llm-model", default=None, help="default | fast | a .gguf path | a remote model name"
+    )
+    serve.add_argument("--tts", dest="tts_provider", choices=["embedded", "openai", "off"], default=None)
+    serve.add_argument("--log-level", default=os.environ.get("PARLEY_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def _apply_overrides(cfg: Config, args: argparse.Namespace) -> Config:
+    llm = cfg.llm
+    if args.llm_provider:
+        llm = replace(llm, provider=args.llm_provider)
+    if args.llm_model:
+        llm = replace(llm, model=args.llm_model)
+    tts = replace(cfg.tts, provider=args.tts_provider) if args.tts_provider else cfg.tts
+    return replace(cfg, llm=llm, tts=tts)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Runs the server until a signal arrives; returns the exit code."""
+    token = args.token or os.environ.get("PARLEY_TOKEN", "")
+    if not token:
+        where = "" if _is_loopback(args.host) else f" (listening on {args.host} without one would expose it)"
+        print(
+            f"parley-backend: a token is required: pass --token or set PARLEY_TOKEN{where}", file=sys.stderr
+        )
+        return 2
+    cfg = _apply_overrides(config_module.load(Path(args.config) if args.config else None), args)
+    if cfg.notice:
+        log.warning("%s", cfg.notice)
+    models = ModelManager(config_module.data_dir())
+    try:
+        llm = build_llm(cfg.llm, models)
+        tts = build_tts(cfg.tts, models)
+    except EngineError as exc:
+        print(f"parley-backend: {exc.user_message}", file=sys.stderr)
+        return 2
+    hub = EngineHub(llm, tts)
+    server = ParleyServer(hub, token, cfg.llm.system_prompt, cfg.llm.context_tokens)
+    try:
+        url = await server.start(args.host, args.port)
+    except OSError as exc:
+        print(f"parley-backend: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(json.dumps({"ready": True, "url": url}), flush=True)
+    log.info("listening on %s", url)
+    hub.start_loading()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows has no add_signal_handler
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.aclose()
+        await hub.aclose()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

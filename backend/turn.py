@@ -1,0 +1,225 @@
+"""One turn: LLM token stream -> text deltas, and -> segmenter -> TTS -> paced audio frames.
+
+The LLM and the synthesizer run as two tasks joined by a bounded queue of
+segments, so speech starts after the first clause while the rest is still being
+written. ``Turn.run`` returns how the turn ended; the text produced so far is
+always available in ``Turn.reply`` for the caller to commit, also after a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from backend.audio_frames import AudioPacer, iter_frames
+from backend.engines.base import ChatMessage, EngineError, LLMEngine, TTSEngine
+from backend.protocol import (
+    ERR_PROVIDER,
+    AudioEnd,
+    AudioFrame,
+    AudioStart,
+    Error,
+    Message,
+    PipelineMode,
+    TextDelta,
+    Timings,
+    TurnStarted,
+    TurnStatus,
+)
+from backend.segmenter import SpeechSegmenter
+
+log = logging.getLogger("parley.turn")
+
+SEGMENT_QUEUE_SIZE: Final = 32
+
+
+async def _aclose(stream: AsyncIterator[object]) -> None:
+    """Closes an engine's stream so its worker stops now, not when garbage-collected."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+class TurnOutput(Protocol):
+    """Where a turn sends what it produces (the connection, or a test's recorder)."""
+
+    async def send(self, message: Message) -> None: ...
+
+    async def send_audio(self, frame: AudioFrame) -> None: ...
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    turn_id: int
+    text: str
+    history: Sequence[ChatMessage]
+    speak: bool = True
+    pipeline: PipelineMode = "streaming"
+
+
+@dataclass
+class _Clock:
+    started: float
+    first_token: float | None = None
+    last_token: float | None = None
+    first_audio: float | None = None
+    tokens: int = 0
+    audio_samples: int = 0
+    sample_rate: int = 0
+    synth_s: float = 0.0
+    now: Callable[[], float] = field(default=time.monotonic)
+
+    def timings(self) -> Timings:
+        end = self.now()
+
+        def since(t: float | None) -> float | None:
+            return None if t is None else round(t - self.started, 4)
+
+        llm_s = 0.0
+        if self.first_token is not None and self.last_token is not None:
+            llm_s = self.last_token - self.first_token
+        return Timings(
+            ttft_s=since(self.first_token),
+            ttfa_s=since(self.first_audio),
+            total_s=round(end - self.started, 4),
+            tokens=self.tokens,
+            llm_s=round(llm_s, 4),
+            audio_s=round(self.audio_samples / self.sample_rate, 4) if self.sample_rate else 0.0,
+            synth_s=round(self.synth_s, 4),
+        )
+
+
+class Turn:
+    """Runs one question to its reply. Not reusable: one ``run()`` per instance."""
+
+    def __init__(
+        self,
+        request: TurnRequest,
+        llm: LLMEngine,
+        tts: TTSEngine | None,
+        out: TurnOutput,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.request = request
+        self._llm = llm
+        self._tts = tts if request.speak else None
+        self._out = out
+        self._clock = _Clock(started=clock(), now=clock)
+        self._pieces: list[str] = []
+        self._segments: asyncio.Queue[str | None] = asyncio.Queue(maxsize=SEGMENT_QUEUE_SIZE)
+        self.error: str = ""
+
+    @property
+    def reply(self) -> str:
+        """The reply text produced so far."""
+        return "".join(self._pieces)
+
+    def timings(self) -> Timings:
+        return self._clock.timings()
+
+    async def run(self) -> TurnStatus:
+        """Streams the reply; returns "completed" or "error".
+
+        When cancelled, both inner tasks are cancelled and awaited before the
+        cancellation propagates; ``reply`` then holds what was produced.
+        """
+        tid = self.request.turn_id
+        await self._out.send(TurnStarted(turn_id=tid, text=self.request.text))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._write(), name=f"turn-{tid}-llm")
+                if self._tts is not None:
+                    group.create_task(self._speak(self._tts), name=f"turn-{tid}-tts")
+        except* EngineError as failure:
+            first = failure.exceptions[0]
+            self.error = first.user_message if isinstance(first, EngineError) else str(first)
+        if self.error:
+            await self._out.send(Error(code=ERR_PROVIDER, message=self.error, turn_id=tid))
+            return "error"
+        return "completed"
+
+    async def _write(self) -> None:
+        """Streams LLM text to the client and complete segments to the speaker task."""
+        tid = self.request.turn_id
+        messages = [*self.request.history, ChatMessage("user", self.request.text)]
+        segmenter = SpeechSegmenter()
+        held: list[str] = []  # sequential mode: segments wait for the whole reply
+        stream = self._llm.stream(messages)
+        try:
+            async for piece in stream:
+                if not piece:
+                    continue
+                now = self._clock.now()
+                if self._clock.first_token is None:
+                    self._clock.first_token = now
+                self._clock.last_token = now
+                self._clock.tokens += 1
+                self._pieces.append(piece)
+                await self._out.send(TextDelta(turn_id=tid, text=piece))
+                if self._tts is not None:
+                    for segment in segmenter.feed(piece):
+                        await self._queue_segment(segment, held)
+        finally:
+            await _aclose(stream)
+        if self._tts is not None:
+            for segment in segmenter.flush():
+                await self._queue_segment(segment, held)
+            for segment in held:
+                await self._segments.put(segment)
+            await self._segments.put(None)
+
+    async def _queue_segment(self, segment: str, held: list[str]) -> None:
+        if self.request.pipeline == "sequential":
+            held.append(segment)
+        else:
+            await self._segments.put(segment)
+
+    async def _speak(self, tts: TTSEngine) -> None:
+        """Synthesizes queued segments and sends them as paced audio frames.
+
+        A TTS failure is reported once; the text part of the turn goes on.
+        """
+        tid = self.request.turn_id
+        rate = tts.sample_rate
+        pacer = AudioPacer(rate)
+        seq = 0
+        started = False
+        failed = False
+        while (segment := await self._segments.get()) is not None:
+            if failed:
+                continue
+            chunks = tts.synthesize(segment)
+            try:
+                while True:
+                    t0 = self._clock.now()
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        self._clock.synth_s += self._clock.now() - t0
+                    if not started:
+                        started = True
+                        self._clock.sample_rate = rate
+                        await self._out.send(AudioStart(turn_id=tid, sample_rate=rate))
+                    for pcm in iter_frames(chunk, rate):
+                        await pacer.before_send(len(pcm) // 2)
+                        if self._clock.first_audio is None:
+                            self._clock.first_audio = self._clock.now()
+                        await self._out.send_audio(AudioFrame(turn_id=tid, seq=seq, pcm=pcm))
+                        seq += 1
+                    self._clock.audio_samples += chunk.size
+            except EngineError as exc:
+                failed = True
+                log.warning("speech failed in turn %d: %s", tid, exc.user_message)
+                await self._out.send(
+                    Error(code=ERR_PROVIDER, message=f"Speech failed: {exc.user_message}", turn_id=tid)
+                )
+            finally:
+                await _aclose(chunks)
+        if started:
+            await self._out.send(AudioEnd(turn_id=tid, frames=seq))
