@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -35,13 +35,6 @@ from backend.segmenter import SpeechSegmenter
 log = logging.getLogger("parley.turn")
 
 SEGMENT_QUEUE_SIZE: Final = 32
-
-
-async def _aclose(stream: AsyncIterator[object]) -> None:
-    """Closes an engine's stream so its worker stops now, not when garbage-collected."""
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()
 
 
 class TurnOutput(Protocol):
@@ -164,7 +157,7 @@ class Turn:
                     for segment in segmenter.feed(piece):
                         await self._queue_segment(segment, held)
         finally:
-            await _aclose(stream)
+            await stream.aclose()  # the engine's worker stops now, not when garbage-collected
         if self._tts is not None:
             for segment in segmenter.flush():
                 await self._queue_segment(segment, held)
@@ -220,6 +213,6 @@ class Turn:
                     Error(code=ERR_PROVIDER, message=f"Speech failed: {exc.user_message}", turn_id=tid)
                 )
             finally:
-                await _aclose(chunks)
+                await chunks.aclose()
         if started:
             await self._out.send(AudioEnd(turn_id=tid, frames=seq))

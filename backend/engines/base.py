@@ -6,7 +6,7 @@ engine, and every stream stops promptly when its consumer is cancelled.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
@@ -50,7 +50,7 @@ class LLMEngine(Protocol):
         """Prepares the model (may take seconds); raises ``EngineError`` if it cannot."""
         ...
 
-    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         """Yields text pieces of the reply as they are generated.
 
         Raises ``EngineError`` on provider failures. When the consumer stops iterating
@@ -74,7 +74,7 @@ class TTSEngine(Protocol):
 
     async def load(self, progress: ProgressCallback) -> None: ...
 
-    def synthesize(self, text: str) -> AsyncIterator[Pcm16]:
+    def synthesize(self, text: str) -> AsyncGenerator[Pcm16, None]:
         """Yields PCM chunks (int16, mono, ``sample_rate``) for ``text``.
 
         Raises ``EngineError`` on provider failures; stops promptly when cancelled.

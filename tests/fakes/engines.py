@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class ScriptedLLM:
         if self.load_error:
             raise EngineError(self.load_error)
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         self.seen.append(list(messages))
         try:
             for i, piece in enumerate(self.pieces):
@@ -72,7 +72,7 @@ class ToneTTS:
     async def load(self, progress: ProgressCallback) -> None:
         progress("Loading the tone voice", 1.0)
 
-    async def synthesize(self, text: str) -> AsyncIterator[Pcm16]:
+    async def synthesize(self, text: str) -> AsyncGenerator[Pcm16, None]:
         if self.fail:
             raise EngineError("The speech server refused the request.")
         self.segments.append(text)

@@ -8,7 +8,6 @@ import pytest
 
 from backend import protocol as p
 
-
 ROUND_TRIP = [
     p.Hello(version=p.PROTOCOL_VERSION, token="t0k", client="tests", capabilities=("text", "audio")),
     p.Ask(turn_id=1, text="What is the capital of France?"),
@@ -73,7 +72,7 @@ MALFORMED = [
     ("caps not list", '{"type": "hello", "version": "1.0", "token": "x", "capabilities": "all"}', p.ERR_MALFORMED),
     ("bad timings", '{"type": "turn_done", "turn_id": 1, "status": "completed", "timings": [1]}', p.ERR_MALFORMED),
     ("deep nesting", "[" * 100000 + "]" * 100000, p.ERR_TOO_LARGE),
-    ("oversized", json.dumps({"type": "ask", "turn_id": 1, "text": "x" * (p.MAX_TEXT_FRAME_BYTES + 1)}), p.ERR_TOO_LARGE),
+    ("oversized", json.dumps({"type": "ask", "turn_id": 1, "text": "x" * p.MAX_TEXT_FRAME_BYTES}), p.ERR_TOO_LARGE),
 ]
 
 
