@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         "--llm-model", default=None, help="default | fast | a .gguf path | a remote model name"
     )
     serve.add_argument("--tts", dest="tts_provider", choices=["embedded", "openai", "off"], default=None)
+    serve.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when standard input closes (the app keeps a pipe open while it lives)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("PARLEY_LOG_LEVEL", "INFO"))
     return parser
 
@@ -102,6 +108,8 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows has no add_signal_handler
             loop.add_signal_handler(sig, stop.set)
+    if args.exit_with_parent:
+        _stop_when_stdin_closes(loop, stop)
     try:
         await stop.wait()
     finally:
@@ -109,6 +117,20 @@ async def serve(args: argparse.Namespace) -> int:
         await server.aclose()
         await hub.aclose()
     return 0
+
+
+def _stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Sets ``stop`` when stdin reaches end of file: the app that started us is gone, even if killed."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while sys.stdin.buffer.read(4096):
+                pass
+        log.info("standard input closed: the app is gone")
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""The websocket link to the backend, free of Qt so tools can use it directly."""
