@@ -120,6 +120,9 @@ class _SentenceSplitter:
     def pending_chars(self) -> int:
         return len(self._buffer)
 
+    def hurry(self) -> None:
+        self._first_pending = True
+
     def _reset_scan(self) -> None:
         self._pos = 0
         self._words = 0
@@ -333,6 +336,14 @@ class SpeechSegmenter:
         self._kind = _LineKind.START
         self._line = ""
         self._fence: str | None = None
+
+    def hurry(self) -> None:
+        """Cut the next segment like the first one (early clause or short word budget).
+
+        The caller uses it when speech is about to run dry: a short segment now beats a
+        whole sentence later.
+        """
+        self._sentences.hurry()
 
     @property
     def pending_chars(self) -> int:

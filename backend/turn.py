@@ -35,6 +35,10 @@ from backend.segmenter import SpeechSegmenter
 log = logging.getLogger("parley.turn")
 
 SEGMENT_QUEUE_SIZE: Final = 32
+FIRST_CLAUSE_WORDS: Final = (3, 6)
+"""The first segment is cut at a clause boundary after 3 words, or after 6 words without one."""
+HURRY_BELOW_S: Final = 1.5
+"""When less audio than this is left to play and no segment waits, the next one is cut early."""
 
 
 class TurnOutput(Protocol):
@@ -104,6 +108,8 @@ class Turn:
         self._clock = _Clock(started=clock(), now=clock)
         self._pieces: list[str] = []
         self._segments: asyncio.Queue[str | None] = asyncio.Queue(maxsize=SEGMENT_QUEUE_SIZE)
+        self._pacer: AudioPacer | None = None
+        self._synthesizing = False
         self.error: str = ""
 
     @property
@@ -139,7 +145,8 @@ class Turn:
         """Streams LLM text to the client and complete segments to the speaker task."""
         tid = self.request.turn_id
         messages = [*self.request.history, ChatMessage("user", self.request.text)]
-        segmenter = SpeechSegmenter()
+        min_first, max_first = FIRST_CLAUSE_WORDS
+        segmenter = SpeechSegmenter(min_first_words=min_first, max_first_words=max_first)
         held: list[str] = []  # sequential mode: segments wait for the whole reply
         stream = self._llm.stream(messages)
         try:
@@ -154,6 +161,8 @@ class Turn:
                 self._pieces.append(piece)
                 await self._out.send(TextDelta(turn_id=tid, text=piece))
                 if self._tts is not None:
+                    if self._speech_running_dry():
+                        segmenter.hurry()
                     for segment in segmenter.feed(piece):
                         await self._queue_segment(segment, held)
         finally:
@@ -164,6 +173,17 @@ class Turn:
             for segment in held:
                 await self._segments.put(segment)
             await self._segments.put(None)
+
+    def _speech_running_dry(self) -> bool:
+        """True when speech has started, nothing waits to be spoken, and playback nears its end."""
+        pacer = self._pacer
+        return (
+            pacer is not None
+            and self.request.pipeline == "streaming"
+            and not self._synthesizing
+            and self._segments.empty()
+            and pacer.ahead_seconds() < HURRY_BELOW_S
+        )
 
     async def _queue_segment(self, segment: str, held: list[str]) -> None:
         if self.request.pipeline == "sequential":
@@ -178,13 +198,14 @@ class Turn:
         """
         tid = self.request.turn_id
         rate = tts.sample_rate
-        pacer = AudioPacer(rate)
+        pacer = self._pacer = AudioPacer(rate)
         seq = 0
         started = False
         failed = False
         while (segment := await self._segments.get()) is not None:
             if failed:
                 continue
+            self._synthesizing = True
             chunks = tts.synthesize(segment)
             try:
                 while True:
@@ -213,6 +234,7 @@ class Turn:
                     Error(code=ERR_PROVIDER, message=f"Speech failed: {exc.user_message}", turn_id=tid)
                 )
             finally:
+                self._synthesizing = False
                 await chunks.aclose()
         if started:
             await self._out.send(AudioEnd(turn_id=tid, frames=seq))

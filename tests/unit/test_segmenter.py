@@ -512,3 +512,17 @@ def test_held_back_text_stays_small_however_long_the_reply() -> None:
             longest = max(longest, segmenter.pending_chars)
     assert spoken > 30 * len(QWEN_REPLIES)
     assert longest < 400
+
+
+
+def test_hurry_cuts_the_next_segment_like_the_first() -> None:
+    seg = SpeechSegmenter(min_first_words=3, max_first_words=6, max_words=40)
+    assert seg.feed("One two three four five six seven ") == ["One two three four five six"]
+    # a later sentence waits for its end ...
+    assert seg.feed("and then the long sentence goes on ") == []
+    # ... unless speech is about to run dry: then the next word boundary past the budget cuts it
+    seg.hurry()
+    assert seg.feed("and ") == ["seven and then the long sentence goes on and"]
+    # and the segment after that is a whole sentence again
+    assert seg.feed("more words, and more words still ") == []
+    assert seg.feed("until the end. ") == ["more words, and more words still until the end."]

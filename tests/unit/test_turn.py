@@ -191,3 +191,29 @@ def test_timings_order(pipeline: str) -> None:
     run(turn.run())
     t = turn.timings()
     assert t.ttft_s is not None and t.ttfa_s is not None and t.ttft_s <= t.ttfa_s
+
+
+def test_long_sentence_is_cut_early_when_speech_runs_dry() -> None:
+    """A slow LLM writing one long sentence: rather than go silent, the next segment is cut short."""
+    long_sentence = [f" word{i}" for i in range(30)] + ["."]
+    pieces = ["Hi", " there", " friends.", *long_sentence]
+    out = RecordingOutput()
+    tts = ToneTTS(seconds_per_word=0.02)
+    turn = Turn(TurnRequest(1, "q", HISTORY), ScriptedLLM(pieces, delay_s=0.03), tts, out)
+    run(turn.run(), timeout=20)
+    assert tts.segments[0] == "Hi there friends."
+    assert len(tts.segments) >= 3
+    assert len(tts.segments[1].split()) <= 8
+
+
+def test_sequential_pipeline_never_hurries() -> None:
+    long_sentence = [f" word{i}" for i in range(30)] + ["."]
+    tts = ToneTTS(seconds_per_word=0.02)
+    turn = Turn(
+        TurnRequest(1, "q", HISTORY, pipeline="sequential"),
+        ScriptedLLM(["Hi", " there", " friends.", *long_sentence], delay_s=0.01),
+        tts,
+        RecordingOutput(),
+    )
+    run(turn.run(), timeout=20)
+    assert len(tts.segments) == 2
