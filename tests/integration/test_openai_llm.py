@@ -184,3 +184,63 @@ def test_openai_without_any_key_is_refused_at_load(monkeypatch: pytest.MonkeyPat
 
     with pytest.raises(EngineError, match="OPENAI_API_KEY"):
         run_bounded(engine.load(ignore_progress), 10)
+
+
+# ---- the whole backend on the OpenAI-compatible path -------------------------------------
+
+
+def _backend_turns(tmp_path: Path, env: dict[str, str], questions: list[str]) -> list[list[object]]:
+    """Runs the real backend with ``--llm-provider openai`` and asks ``questions`` in turn."""
+    from websockets.asyncio.client import connect
+
+    from backend import protocol as p
+    from tests.integration.test_real_backend import backend_process, collect_turn, hello_ready
+
+    async def scenario() -> list[list[object]]:
+        turns: list[list[object]] = []
+        async with backend_process(tmp_path, "--llm-provider", "openai", env=env) as (url, _), connect(url) as ws:
+            status = await hello_ready(ws)
+            assert status.state == "ready", status.detail
+            for i, question in enumerate(questions, 1):
+                await ws.send(p.Ask(turn_id=i, text=question).to_wire())
+                turns.append(list(await collect_turn(ws)))
+        return turns
+
+    return run_bounded(scenario(), 180)
+
+
+def test_backend_streams_text_and_speech_from_an_openai_compatible_server(llama_server: str, tmp_path: Path) -> None:
+    from backend import protocol as p
+
+    (turn,) = _backend_turns(
+        tmp_path, {"OPENAI_BASE_URL": llama_server, "OPENAI_API_KEY": SERVER_KEY}, ["Say hello to Ada."]
+    )
+    done = turn[-1]
+    assert isinstance(done, p.TurnDone) and done.status == "completed", done
+    assert done.text.strip()
+    assert any(isinstance(m, p.AudioFrame) for m in turn)
+
+
+def test_backend_reports_a_wrong_key_clearly_and_keeps_serving(llama_server: str, tmp_path: Path) -> None:
+    from backend import protocol as p
+
+    turns = _backend_turns(
+        tmp_path, {"OPENAI_BASE_URL": llama_server, "OPENAI_API_KEY": FAKE_KEY}, ["Hello?", "Hello again?"]
+    )
+    for turn in turns:  # the second question is answered (with the same clear error): nothing hangs or crashes
+        errors = [m for m in turn if isinstance(m, p.Error)]
+        assert len(errors) == 1 and errors[0].code == p.ERR_PROVIDER
+        assert "key" in errors[0].message.lower() and FAKE_KEY not in errors[0].message
+        done = turn[-1]
+        assert isinstance(done, p.TurnDone) and done.status == "error"
+
+
+def test_backend_reports_an_unreachable_server(unused_port: int, tmp_path: Path) -> None:
+    from backend import protocol as p
+
+    (turn,) = _backend_turns(
+        tmp_path, {"OPENAI_BASE_URL": f"http://127.0.0.1:{unused_port}/v1", "OPENAI_API_KEY": "x"}, ["Hi?"]
+    )
+    errors = [m for m in turn if isinstance(m, p.Error)]
+    assert len(errors) == 1 and "reach" in errors[0].message.lower()
+    assert isinstance(turn[-1], p.TurnDone) and turn[-1].status == "error"

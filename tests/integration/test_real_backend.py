@@ -32,8 +32,17 @@ T = 120.0
 
 
 @asynccontextmanager
-async def backend_process(data_dir: Path, *args: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    env = dict(os.environ, PARLEY_TOKEN=TOKEN, PARLEY_DATA_DIR=str(data_dir), PARLEY_CONFIG=str(data_dir / "none.toml"))
+async def backend_process(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """``python -m backend serve`` on port 0 with SmolLM2 (or that model name at a remote provider)."""
+    env = dict(
+        os.environ,
+        PARLEY_TOKEN=TOKEN,
+        PARLEY_DATA_DIR=str(data_dir),
+        PARLEY_CONFIG=str(data_dir / "none.toml"),
+        **(env or {}),
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
