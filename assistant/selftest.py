@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 from assistant.audio.player import AudioPlayer, AudioUnavailable
@@ -34,6 +35,7 @@ def _progress(status: Status) -> None:
 
 async def run_selftest(backend_args: list[str], device: str, ready_timeout_s: float) -> dict[str, Any]:
     """Runs the check; returns the result object (``ok`` false with a ``reason`` on failure)."""
+    started = time.monotonic()
     try:
         player = AudioPlayer(device=device or None)
         player.open(22050)
@@ -48,10 +50,13 @@ async def run_selftest(backend_args: list[str], device: str, ready_timeout_s: fl
         client.connection = connection
         await connection.connect()
         status = await client.wait_ready(ready_timeout_s, on_progress=_progress)
+        ready_s = time.monotonic() - started  # from the start of the check to models loaded
+        print(f"selftest: ready after {ready_s:.2f} s", file=sys.stderr, flush=True)
         record = await client.ask(QUESTION, timeout_s=180.0)
         played_s = record.samples_played / record.sample_rate if record.sample_rate else 0.0
         result: dict[str, Any] = {
             "ok": False,
+            "ready_s": round(ready_s, 3),
             "ttft_s": _round(record.ttft_s),
             "ttfa_s": _round(record.ttfa_s),
             "underruns": record.underruns,

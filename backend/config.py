@@ -7,9 +7,13 @@ shows, and the file is left untouched. ``PARLEY_CONFIG`` points at another file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+import time
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -69,6 +73,25 @@ class TTSConfig:
 class AudioConfig:
     output_device: str = ""  # "" is the system default; else a device name or index
     speak_replies: bool = True
+    # voice input (issue 3)
+    input_device: str = ""  # "" is the system default microphone; else a device name or index
+    vad_threshold: float = 0.5  # voice detection sensitivity 0..1: lower hears quieter speech (and more noise)
+    end_silence_ms: int = 600  # silence that ends an utterance in hands-free mode
+    echo_cancellation: bool = True  # off for headphones
+    push_to_talk_shortcut: str = "Ctrl+Space"
+
+
+@dataclass(frozen=True)
+class STTConfig:
+    """Speech recognition (issue 3)."""
+
+    provider: str = "embedded"  # embedded | openai
+    model: str = "tiny"  # embedded: tiny | base | path to a CTranslate2 Whisper folder; openai: model name
+    base_url: str = ""  # openai: "" means OPENAI_BASE_URL or OpenAI itself
+    api_key: str = ""  # openai: "" means OPENAI_API_KEY
+    language: str = ""  # "" detects (tiny is English-only)
+    threads: int = 0  # 0: chosen from the core count
+    timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,7 @@ class Config:
     tts: TTSConfig = field(default_factory=TTSConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    stt: STTConfig = field(default_factory=STTConfig)
     notice: str = ""  # set when the file could not be used as written
 
 
@@ -91,6 +115,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "tts": TTSConfig,
     "audio": AudioConfig,
     "backend": BackendConfig,
+    "stt": STTConfig,
 }
 
 
@@ -156,3 +181,58 @@ def resolved_api_key(configured: str) -> str:
 
 def resolved_base_url(configured: str) -> str | None:
     return configured or os.environ.get("OPENAI_BASE_URL") or None
+
+
+# ---- writing the settings file (issue 4: the settings dialog) -------------------------
+
+
+class ConfigWriteRefused(Exception):
+    """The settings file was not written; ``str(exc)`` says why."""
+
+
+def to_toml(config: Config) -> str:
+    """The whole config as TOML (every setting, so the file documents itself)."""
+    import tomli_w
+
+    data = {name: asdict(getattr(config, name)) for name in _SECTIONS}
+    return tomli_w.dumps(data)
+
+
+def save(config: Config, path: Path | None = None, *, replace_damaged: bool = False) -> Path | None:
+    """Writes ``config`` atomically (a temporary file renamed over the old one), readable by its owner only.
+
+    A file that cannot be used as written (it loads with a notice) is never replaced
+    unless ``replace_damaged``; then it is first copied aside and the copy's path
+    returned. Raises ``ConfigWriteRefused`` with a clear message.
+    """
+    path = path or config_path()
+    backup: Path | None = None
+    if path.exists() and load(path).notice:
+        if not replace_damaged:
+            raise ConfigWriteRefused(
+                f"The settings file {path} has problems, so it was not overwritten. "
+                "Fix it by hand, or choose to replace it (a copy of it is kept)."
+            )
+        backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            shutil.copy2(path, backup)
+        except OSError as exc:
+            raise ConfigWriteRefused(f"Could not keep a copy of {path} ({exc}); nothing was changed.") from exc
+    text = to_toml(config)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temp, 0o600)
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+    except OSError as exc:
+        raise ConfigWriteRefused(f"Could not write the settings to {path} ({exc.strerror or exc}).") from exc
+    return backup

@@ -188,6 +188,7 @@ class Status(Message):
     progress: float | None = None
     llm: str = ""
     tts: str = ""
+    stt: str = ""  # "" when ready: no speech recognition (``detail`` says why)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class Transcript(Message):
     turn_id: int
     text: str
     final: bool = True
+    stt_s: float = 0.0  # final only: how long recognizing the utterance took
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,7 @@ def _check_field(cls: type[Message], name: str, annotation: Any, value: Any) -> 
         if value not in literal:
             raise ProtocolError(ERR_MALFORMED, f"{where} must be one of {', '.join(literal)}")
         return value
-    raise ProtocolError(ERR_INTERNAL, f"{where}: no validator for {ann}")  # pragma: no cover
+    return _check_record_field(where, ann, value)  # see the conversations section
 
 
 _LITERALS: Final[dict[str, tuple[str, ...]]] = {
@@ -391,3 +393,390 @@ def major(version: str) -> int | None:
     """The major number of a ``MAJOR.MINOR`` version string, or None if it is not one."""
     head = version.split(".", 1)[0]
     return int(head) if head.isdigit() else None
+
+
+# ---- conversations and settings (issue 4: stored conversations, live settings) ------------
+#
+# Every Ask belongs to the session's current conversation (created at the first Ask when
+# there is none). Lists and messages that could outgrow one frame are sent in batches.
+
+MessageRole: TypeAlias = Literal["user", "assistant"]
+MessageStatus: TypeAlias = Literal["completed", "streaming", "cancelled", "interrupted", "error", "incomplete"]
+"""``streaming``: a reply being written; ``incomplete``: one cut by a backend crash."""
+Timestamp: TypeAlias = float
+"""Seconds since the Unix epoch."""
+
+ERR_STORE: Final = "store"
+ERR_NOT_FOUND: Final = "not_found"
+ERR_CONFIG: Final = "config"
+
+
+@dataclass(frozen=True)
+class Record(Message):
+    """A value nested inside a message (validated like one); never a frame of its own."""
+
+
+@dataclass(frozen=True)
+class ConversationInfo(Record):
+    TYPE: ClassVar[str] = "conversation_info"
+    conversation_id: int
+    title: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    message_count: int = 0
+
+
+@dataclass(frozen=True)
+class StoredMessage(Record):
+    """One stored message; ``timings`` are a reply's (zeros for a question)."""
+
+    TYPE: ClassVar[str] = "stored_message"
+    message_id: int
+    role: MessageRole
+    text: str
+    created_at: Timestamp
+    status: MessageStatus = "completed"
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(frozen=True)
+class SearchHit(Record):
+    TYPE: ClassVar[str] = "search_hit"
+    conversation_id: int
+    message_id: int
+    title: str
+    role: MessageRole
+    snippet: str
+
+
+@dataclass(frozen=True)
+class EngineSettings(Record):
+    """One engine's provider settings; ``provider`` is embedded, openai or off (TTS only)."""
+
+    TYPE: ClassVar[str] = "engine_settings"
+    provider: str
+    model: str = ""
+    base_url: str = ""
+    api_key: str = ""
+    voice: str = ""
+    speed: float = 1.0
+
+    def __repr__(self) -> str:  # never show the key in logs
+        key = "<hidden>" if self.api_key else "''"
+        return (
+            f"EngineSettings(provider={self.provider!r}, model={self.model!r}, base_url={self.base_url!r}, "
+            f"api_key={key}, voice={self.voice!r}, speed={self.speed!r})"
+        )
+
+
+@dataclass(frozen=True)
+class ListConversations(Message):
+    TYPE: ClassVar[str] = "list_conversations"
+
+
+@dataclass(frozen=True)
+class NewConversation(Message):
+    """Leaves the current conversation; the next Ask starts a new one."""
+
+    TYPE: ClassVar[str] = "new_conversation"
+
+
+@dataclass(frozen=True)
+class OpenConversation(Message):
+    """Makes a stored conversation current; the LLM context is rebuilt from it."""
+
+    TYPE: ClassVar[str] = "open_conversation"
+    conversation_id: int
+
+
+@dataclass(frozen=True)
+class RenameConversation(Message):
+    TYPE: ClassVar[str] = "rename_conversation"
+    conversation_id: int
+    title: str
+
+
+@dataclass(frozen=True)
+class DeleteConversation(Message):
+    """Moves a conversation to the bin; ``RestoreConversation`` undoes it until the backend restarts."""
+
+    TYPE: ClassVar[str] = "delete_conversation"
+    conversation_id: int
+
+
+@dataclass(frozen=True)
+class RestoreConversation(Message):
+    TYPE: ClassVar[str] = "restore_conversation"
+    conversation_id: int
+
+
+@dataclass(frozen=True)
+class SearchConversations(Message):
+    TYPE: ClassVar[str] = "search_conversations"
+    query: str
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class ExportConversation(Message):
+    TYPE: ClassVar[str] = "export_conversation"
+    conversation_id: int
+
+
+@dataclass(frozen=True)
+class Regenerate(Message):
+    """Answers the last question of the current conversation again, replacing its reply."""
+
+    TYPE: ClassVar[str] = "regenerate"
+    turn_id: int
+    speak: bool = True
+    pipeline: PipelineMode = "streaming"
+
+
+@dataclass(frozen=True)
+class Configure(Message):
+    """The app's engine settings; the backend swaps the engines that changed between turns."""
+
+    TYPE: ClassVar[str] = "configure"
+    llm: EngineSettings
+    tts: EngineSettings
+    stt: EngineSettings
+    system_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationList(Message):
+    """The newest conversations (at most a few hundred: ``total`` counts them all)."""
+
+    TYPE: ClassVar[str] = "conversation_list"
+    conversations: tuple[ConversationInfo, ...] = ()
+    current_id: int | None = None
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class ConversationOpened(Message):
+    """The session's current conversation changed (None: a new, empty one).
+
+    For a stored conversation, ``ConversationMessages`` batches follow, the last marked ``last``.
+    """
+
+    TYPE: ClassVar[str] = "conversation_opened"
+    conversation_id: int | None
+    title: str = ""
+    message_count: int = 0
+
+
+@dataclass(frozen=True)
+class ConversationMessages(Message):
+    TYPE: ClassVar[str] = "conversation_messages"
+    conversation_id: int
+    messages: tuple[StoredMessage, ...] = ()
+    last: bool = True
+
+
+@dataclass(frozen=True)
+class SearchResults(Message):
+    TYPE: ClassVar[str] = "search_results"
+    query: str
+    hits: tuple[SearchHit, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConversationExport(Message):
+    """A conversation as Markdown, in pieces; join ``markdown`` up to the one marked ``last``."""
+
+    TYPE: ClassVar[str] = "conversation_export"
+    conversation_id: int
+    title: str
+    markdown: str
+    last: bool = True
+
+
+@dataclass(frozen=True)
+class Notice(Message):
+    """Something the person should know that is not an error of a request (e.g. a damaged store)."""
+
+    TYPE: ClassVar[str] = "notice"
+    code: str
+    message: str
+
+
+CONVERSATION_MESSAGES: Final[tuple[type[Message], ...]] = (
+    ListConversations,
+    NewConversation,
+    OpenConversation,
+    RenameConversation,
+    DeleteConversation,
+    RestoreConversation,
+    SearchConversations,
+    ExportConversation,
+    Regenerate,
+    Configure,
+    ConversationList,
+    ConversationOpened,
+    ConversationMessages,
+    SearchResults,
+    ConversationExport,
+    Notice,
+)
+SERVER_SESSION_MESSAGES: Final[tuple[type[Message], ...]] = (
+    ConversationList,
+    ConversationOpened,
+    ConversationMessages,
+    SearchResults,
+    ConversationExport,
+    Notice,
+)
+"""What the server sends outside of turns (besides Welcome, Status and Error)."""
+MESSAGE_TYPES.update({cls.TYPE: cls for cls in CONVERSATION_MESSAGES})
+_LITERALS.update({"MessageRole": get_args(MessageRole), "MessageStatus": get_args(MessageStatus)})
+_RECORDS: Final[dict[str, type[Message]]] = {
+    cls.__name__: cls for cls in (ConversationInfo, StoredMessage, SearchHit, EngineSettings)
+}
+
+
+def _check_record_field(where: str, ann: str, value: Any) -> Any:
+    """Validates the field kinds of this section: optional ids, timestamps, records and tuples of records."""
+    if ann == "Timestamp":
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1e11:
+            raise ProtocolError(ERR_MALFORMED, f"{where} must be a time in seconds since 1970")
+        return float(value)
+    if ann == "int | None":
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**31:
+            raise ProtocolError(ERR_MALFORMED, f"{where} must be a non-negative integer or null")
+        return value
+    record = _RECORDS.get(ann)
+    if record is not None:
+        if not isinstance(value, dict):
+            raise ProtocolError(ERR_MALFORMED, f"{where} must be an object")
+        return record.from_dict(value)
+    if ann.startswith("tuple[") and ann.endswith(", ...]"):
+        item = _RECORDS.get(ann[len("tuple[") : -len(", ...]")])
+        if item is not None:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ProtocolError(ERR_MALFORMED, f"{where} must be a list of objects")
+            return tuple(item.from_dict(v) for v in value)
+    raise ProtocolError(ERR_INTERNAL, f"{where}: no validator for {ann}")  # pragma: no cover
+
+
+# ---- voice input (issue 3: spoken questions, barge-in) --------------------------------------
+#
+# A spoken question is a turn that starts with ``UtteranceStart`` instead of ``Ask``. The client
+# then streams the microphone as binary ``AudioFrame``s of that turn (16 kHz mono int16, a few
+# tens of ms each) and closes the utterance with ``UtteranceEnd``. While the audio arrives the
+# server sends partial ``Transcript``s; at the end one final ``Transcript``, then the usual
+# ``TurnStarted`` ... ``TurnDone``. When no words were recognized, the final transcript is empty
+# and ``TurnDone(status="cancelled", error=NO_SPEECH_MESSAGE)`` follows at once.
+#
+# ``UtterancePause`` says the person went quiet (the client's end-of-speech silence is running):
+# the server may transcribe and start writing the reply already, showing nothing until
+# ``UtteranceEnd``; ``UtteranceResume`` (speech went on) drops that work. An utterance is at most
+# ``MAX_UTTERANCE_S`` long: audio beyond it is refused with an ``Error`` (code ``too_large``) and
+# the first ``MAX_UTTERANCE_S`` are transcribed at the end.
+
+VOICE_SAMPLE_RATE: Final = 16000
+MAX_UTTERANCE_S: Final = 30.0
+NO_SPEECH_MESSAGE: Final = "No words were recognized."
+CAPABILITY_VOICE: Final = "voice"
+
+
+@dataclass(frozen=True)
+class UtteranceStart(Message):
+    """Starts a voice turn (a running turn is stopped first); audio frames of ``turn_id`` follow."""
+
+    TYPE: ClassVar[str] = "utterance_start"
+    turn_id: int
+    sample_rate: int = VOICE_SAMPLE_RATE
+    speak: bool = True
+    pipeline: PipelineMode = "streaming"
+
+
+@dataclass(frozen=True)
+class UtterancePause(Message):
+    """The person went quiet; the utterance may be about to end."""
+
+    TYPE: ClassVar[str] = "utterance_pause"
+    turn_id: int
+
+
+@dataclass(frozen=True)
+class UtteranceResume(Message):
+    """The person spoke again after a pause."""
+
+    TYPE: ClassVar[str] = "utterance_resume"
+    turn_id: int
+
+
+@dataclass(frozen=True)
+class UtteranceEnd(Message):
+    """The utterance is complete: transcribe it and answer."""
+
+    TYPE: ClassVar[str] = "utterance_end"
+    turn_id: int
+
+
+VOICE_MESSAGES: Final[tuple[type[Message], ...]] = (UtteranceStart, UtterancePause, UtteranceResume, UtteranceEnd)
+MESSAGE_TYPES.update({cls.TYPE: cls for cls in VOICE_MESSAGES})
+
+
+# ---- resume and limits (issue 6: the backend as a server, links that drop) -------------------
+#
+# A server that can resume sessions lists ``CAPABILITY_RESUME`` in ``Welcome.capabilities``. A
+# client that can lists it in ``Hello.capabilities``; the server then sends ``SessionInfo`` right
+# after ``Welcome``: the session's id, and whether it was taken back. When the link of such a
+# client drops (the connection ends without a close frame from the client), the server keeps
+# the session for a grace period (60 s by default): its turn runs on and is stored as usual;
+# what it sends meanwhile is dropped, except the turn's ``Error``s and ``TurnDone``, which are kept.
+#
+# A client that reconnects opens with ``ResumeHello`` instead of ``Hello``, naming the session,
+# the turn it was receiving (or None) and how many characters of that reply it had. The server
+# answers ``Welcome``, ``SessionInfo(resumed=True)``, then the missing end of the reply as
+# ``TextDelta``s and, if the turn ended meanwhile, its kept ``Error``s and ``TurnDone``; the rest
+# of a running turn follows live (a question that never reached the server ends in an ``Error``
+# and ``TurnDone(status="error")``). No text is sent twice or lost; audio sent while the link was
+# down is not replayed (the client hears the reply from where the link came back). A running turn
+# that the client no longer waits for (``turn_id`` None or another) is cancelled. An unknown or
+# expired session gives ``SessionInfo(resumed=False)`` and a fresh session: the client then says
+# that the reply was lost. Turn ids keep increasing across the connections of one session.
+#
+# Every connection is rate limited: a message over the limit is dropped and answered with
+# ``Error(code=ERR_RATE_LIMITED)`` (once per burst); a sustained flood closes the connection
+# with ``CLOSE_POLICY`` (1008).
+
+ERR_RATE_LIMITED: Final = "rate_limited"
+CAPABILITY_RESUME: Final = "resume"
+CLOSE_POLICY: Final = 1008
+
+
+@dataclass(frozen=True)
+class ResumeHello(Hello):
+    """A ``Hello`` that takes back a session whose link dropped."""
+
+    TYPE: ClassVar[str] = "resume_hello"
+    session_id: str = ""
+    turn_id: int | None = None
+    received_chars: int = 0
+
+    def __repr__(self) -> str:  # never show the token (or the session id) in logs
+        shown = f"version={self.version!r}, client={self.client!r}, turn_id={self.turn_id!r}"
+        return f"ResumeHello({shown}, token=<hidden>)"
+
+
+@dataclass(frozen=True)
+class SessionInfo(Message):
+    """Follows ``Welcome`` on servers that resume sessions."""
+
+    TYPE: ClassVar[str] = "session"
+    session_id: str
+    resumed: bool = False
+    detail: str = ""
+
+    def __repr__(self) -> str:
+        return f"SessionInfo(resumed={self.resumed!r}, detail={self.detail!r}, session_id=<hidden>)"
+
+
+RESUME_MESSAGES: Final[tuple[type[Message], ...]] = (ResumeHello, SessionInfo)
+MESSAGE_TYPES.update({cls.TYPE: cls for cls in RESUME_MESSAGES})

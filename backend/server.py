@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 from http import HTTPStatus
 from typing import Final
 
@@ -18,10 +19,19 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from backend.conversation_requests import REQUESTS as CONVERSATION_REQUESTS
+from backend.conversation_requests import handle_request
 from backend.engine_hub import EngineHub
+from backend.history import SessionHistory
+from backend.limits import ConnectionLimits
 from backend.protocol import (
+    CAPABILITY_RESUME,
+    CAPABILITY_VOICE,
+    CLOSE_POLICY,
     ERR_AUTH,
+    ERR_CONFIG,
     ERR_MALFORMED,
+    ERR_RATE_LIMITED,
     ERR_STATE,
     ERR_VERSION,
     MAX_BINARY_FRAME_BYTES,
@@ -29,19 +39,31 @@ from backend.protocol import (
     Ask,
     AudioFrame,
     Cancel,
+    Configure,
     Error,
     Hello,
     Interrupt,
     Message,
+    Notice,
     ProtocolError,
+    Regenerate,
     ResetConversation,
-    Status,
+    UtteranceEnd,
+    UtterancePause,
+    UtteranceResume,
+    UtteranceStart,
     Welcome,
     decode,
     decode_or_error,
     major,
 )
+from backend.rate_limit import RateLimiter, Verdict
+from backend.reconfigure import EngineConfigurator
+from backend.resume import ResumableOutput, SessionLinks
 from backend.session import Conversation, Session
+from backend.status_relay import StatusRelay
+from backend.store import ConversationStore
+from backend.voice_turns import LEAVES_UTTERANCES, VoiceTurns
 
 log = logging.getLogger("parley.server")
 
@@ -55,22 +77,34 @@ MAX_FRAME_BYTES: Final = 4 * MAX_BINARY_FRAME_BYTES
 
 
 class WebSocketOutput:
-    """Sends a session's messages on its websocket; sends after the close are dropped."""
+    """Sends a session's messages on its websocket; sends after the close are dropped.
 
-    def __init__(self, ws: ServerConnection) -> None:
+    A client that takes none of our data for ``send_timeout_s`` is cut off (the TCP
+    connection is aborted), so it never holds its turn, or anything else, for longer.
+    """
+
+    def __init__(self, ws: ServerConnection, send_timeout_s: float = ConnectionLimits.send_timeout_s) -> None:
         self._ws = ws
+        self._send_timeout_s = send_timeout_s
 
     async def send(self, message: Message) -> None:
-        try:
-            await self._ws.send(message.to_wire())
-        except ConnectionClosed:
+        if not await self._send(message.to_wire()):
             log.debug("dropped %s: connection closed", message.TYPE)
 
     async def send_audio(self, frame: AudioFrame) -> None:
+        await self._send(frame.to_wire())
+
+    async def _send(self, data: str | bytes) -> bool:
         try:
-            await self._ws.send(frame.to_wire())
+            async with asyncio.timeout(self._send_timeout_s):
+                await self._ws.send(data)
         except ConnectionClosed:
-            pass
+            return False
+        except TimeoutError:
+            log.warning("%s took no data for %.0f s: cutting it off", self._ws.remote_address, self._send_timeout_s)
+            self._ws.transport.abort()
+            return False
+        return True
 
 
 def _refuse_browsers(connection: ServerConnection, request: Request) -> Response | None:
@@ -84,7 +118,17 @@ def _refuse_browsers(connection: ServerConnection, request: Request) -> Response
 class ParleyServer:
     """Serves sessions on the engines of one ``EngineHub``."""
 
-    def __init__(self, hub: EngineHub, token: str, system_prompt: str, context_tokens: int) -> None:
+    def __init__(
+        self,
+        hub: EngineHub,
+        token: str,
+        system_prompt: str,
+        context_tokens: int,
+        *,
+        store: ConversationStore | None = None,
+        configurator: EngineConfigurator | None = None,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         if not token:
             raise ValueError("a token is required")
         self._hub = hub
@@ -92,9 +136,19 @@ class ParleyServer:
         self._system_prompt = system_prompt
         self._context_tokens = context_tokens
         self._server: Server | None = None
+        self._store = store  # None: an in-memory store, opened by start()
+        self._owns_store = store is None
+        self._configurator = configurator
+        self._sessions: set[Session] = set()
+        # server mode (issue 6): bounds, resumable sessions, notices every client hears
+        self._limits = limits or ConnectionLimits()
+        self._links = SessionLinks(self._limits, on_closed=self._sessions.discard)
+        self.notices: list[Notice] = []
 
-    async def start(self, host: str, port: int) -> str:
-        """Listens and returns the ``ws://`` URL (with the real port when ``port`` is 0)."""
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> str:
+        """Listens and returns the ``ws://`` URL (``wss://`` with ``tls``; the real port when ``port`` is 0)."""
+        if self._store is None:
+            self._store = await ConversationStore.open(None)
         self._server = await serve(
             self._handle,
             host,
@@ -103,63 +157,87 @@ class ParleyServer:
             process_request=_refuse_browsers,
             compression=None,
             server_header=SERVER_NAME,
+            ssl=tls,
+            open_timeout=self._limits.open_timeout_s,
+            close_timeout=self._limits.close_timeout_s,
         )
         sock = next(iter(self._server.sockets))
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        return f"ws://{shown}:{bound_port}"
+        return f"{'wss' if tls is not None else 'ws'}://{shown}:{bound_port}"
 
     async def aclose(self) -> None:
         """Closes all connections (their sessions cancel their turns) and stops listening."""
+        await self._links.aclose()  # sessions waiting to be resumed, and no more from now on
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._owns_store and self._store is not None:
+            await self._store.aclose()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        if not await self._handshake(ws):
+        hello = await self._handshake(ws)
+        if hello is None:
             return
-        out = WebSocketOutput(ws)
-        session = Session(self._hub, out, Conversation(self._system_prompt, self._context_tokens))
-
-        async def forward_status(status: Status) -> None:
-            await out.send(status)
-
-        self._hub.subscribe(forward_status)
+        out = WebSocketOutput(ws, self._limits.send_timeout_s)
+        # A session outlives a dropped link for a while, and ResumeHello takes it back (issue 6).
+        link, generation = self._links.open(hello, self._new_session, ws.transport.abort)
+        session = link.session
+        voice = VoiceTurns(session, self._hub, link.output)  # spoken questions (issue 3)
+        self._sessions.add(session)
+        status = StatusRelay(out)  # the hub never waits for a slow client
+        limiter = RateLimiter(self._limits)
+        self._hub.subscribe(status.publish)
         try:
+            if CAPABILITY_RESUME in hello.capabilities:
+                await self._links.attach(link, hello, out)
+            else:
+                await link.output.attach(out, None, None, None)
             await out.send(self._hub.status)
+            if self._store is not None and self._store.notice:
+                await out.send(Notice(code="store", message=self._store.notice))
+            for notice in self.notices:
+                await out.send(notice)
             async for frame in ws:
-                await self._dispatch(frame, session, out)
+                if await self._within_rate(limiter, ws, out) and not await self._dispatch_voice(frame, voice, out):
+                    await self._dispatch(frame, session, out)
         except ConnectionClosed:
             pass
         finally:
-            self._hub.unsubscribe(forward_status)
-            await session.close()
-            log.info("connection from %s closed", ws.remote_address)
+            self._hub.unsubscribe(status.publish)
+            await status.aclose()
+            await voice.drop()
+            dropped = ws.protocol.close_rcvd is None and not limiter.flooded  # no goodbye from the client
+            keep = dropped and CAPABILITY_RESUME in hello.capabilities
+            kept = await self._links.release(link, generation, keep=keep)
+            log.info("connection from %s closed%s", ws.remote_address, " (session kept to resume)" if kept else "")
 
-    async def _handshake(self, ws: ServerConnection) -> bool:
-        """Reads ``Hello`` and answers ``Welcome``; on any failure says why and closes."""
+    async def _handshake(self, ws: ServerConnection) -> Hello | None:
+        """Reads ``Hello`` and answers ``Welcome``; on any failure says why, closes and returns None."""
         try:
-            raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
+            raw = await asyncio.wait_for(ws.recv(), self._limits.hello_timeout_s)
         except (TimeoutError, ConnectionClosed):
             await ws.close(CLOSE_PROTOCOL, "no hello")
-            return False
+            return None
         try:
             hello = decode(raw) if isinstance(raw, str) else None
         except ProtocolError:
             hello = None
         if not isinstance(hello, Hello):
             await self._refuse(ws, ERR_STATE, "The first message must be hello.", CLOSE_PROTOCOL)
-            return False
+            return None
         if major(hello.version) != major(PROTOCOL_VERSION):
             message = f"Protocol {hello.version[:20]!r} is not supported; this server speaks {PROTOCOL_VERSION}."
             await self._refuse(ws, ERR_VERSION, message, CLOSE_VERSION)
-            return False
+            return None
         if not hmac.compare_digest(hello.token.encode(), self._token):
             await self._refuse(ws, ERR_AUTH, "Wrong token.", CLOSE_AUTH)
-            return False
-        await ws.send(Welcome(version=PROTOCOL_VERSION, server=SERVER_NAME, capabilities=("text",)).to_wire())
+            return None
+        capabilities = ("text", CAPABILITY_VOICE) if self._hub.stt is not None else ("text",)
+        offered = (*capabilities, CAPABILITY_RESUME)  # issue 6
+        await ws.send(Welcome(version=PROTOCOL_VERSION, server=SERVER_NAME, capabilities=offered).to_wire())
         log.info("session opened for %s (%s)", ws.remote_address, hello.client[:40])
-        return True
+        return hello
 
     @staticmethod
     async def _refuse(ws: ServerConnection, code: str, message: str, close_code: int) -> None:
@@ -168,6 +246,41 @@ class ParleyServer:
             await ws.close(close_code, code)
         except ConnectionClosed:
             pass
+
+    # ---- spoken questions (issue 3) ----------------------------------------------------------
+
+    @staticmethod
+    async def _dispatch_voice(frame: str | bytes, voice: VoiceTurns, out: WebSocketOutput) -> bool:
+        """Handles microphone audio and utterance messages; True when nothing is left for ``_dispatch``.
+
+        Requests that start or reset turns first drop an utterance in progress.
+        """
+        if isinstance(frame, bytes):
+            try:
+                await voice.audio(AudioFrame.from_wire(frame))
+            except ProtocolError as exc:
+                await out.send(Error(code=exc.code, message=str(exc)))
+            return True
+        message = decode_or_error(frame)
+        match message:
+            case UtteranceStart():
+                await voice.start(message)
+            case UtterancePause():
+                await voice.pause(message.turn_id)
+            case UtteranceResume():
+                await voice.resume(message.turn_id)
+            case UtteranceEnd():
+                await voice.end(message.turn_id)
+            case Cancel() | Interrupt():
+                return await voice.cancel(message.turn_id)
+            case Error():
+                return False
+            case _ if not isinstance(message, LEAVES_UTTERANCES):
+                await voice.drop()  # Ask, Regenerate, ResetConversation, a new or opened conversation...
+                return False
+            case _:
+                return False
+        return True
 
     async def _dispatch(self, frame: str | bytes, session: Session, out: WebSocketOutput) -> None:
         if isinstance(frame, bytes):
@@ -187,9 +300,55 @@ class ParleyServer:
             case Cancel():
                 await session.stop(message.turn_id, reason="cancelled")
             case Interrupt():
-                await session.stop(message.turn_id, reason="interrupted")
+                await session.stop(message.turn_id, reason="interrupted", heard_s=message.heard_s)
             case ResetConversation():
                 await session.stop(reason="cancelled")
                 session.conversation.reset()
+                if session.history is not None:
+                    session.history.new()  # the next question starts a new stored conversation
+            case Regenerate():
+                await session.regenerate(message)
+            case Configure():
+                await self._configure(message, out)
+            case _ if isinstance(message, CONVERSATION_REQUESTS):
+                await handle_request(message, session, out)
             case _:
                 await out.send(Error(code=ERR_STATE, message=f"A client may not send {message.TYPE!r}."))
+
+    # ---- live settings (issue 4) ---------------------------------------------------------
+
+    async def _configure(self, message: Configure, out: WebSocketOutput) -> None:
+        if self._configurator is None:
+            await out.send(Error(code=ERR_CONFIG, message="This backend does not take settings from the app."))
+            return
+        refused = await self._configurator.configure(message)
+        if refused:
+            await out.send(Error(code=ERR_CONFIG, message=refused))
+
+    def set_system_prompt(self, system_prompt: str) -> None:
+        """Used for the next question of every session (the prompt cache restarts once)."""
+        self._system_prompt = system_prompt
+        for session in self._sessions:
+            session.conversation.set_system_prompt(system_prompt)
+
+    # ---- server mode (issue 6): fresh sessions, rate limits --------------------------------
+
+    def _new_session(self, out: ResumableOutput) -> Session:
+        conversation = Conversation(self._system_prompt, self._context_tokens)
+        history = SessionHistory(self._store, conversation) if self._store is not None else None
+        return Session(self._hub, out, conversation, history)
+
+    @staticmethod
+    async def _within_rate(limiter: RateLimiter, ws: ServerConnection, out: WebSocketOutput) -> bool:
+        """True when a frame may be handled; over the limit it is dropped, and a flood closes the link."""
+        verdict = limiter.check()
+        if verdict is Verdict.ALLOW:
+            return True
+        if verdict is Verdict.DROP_AND_WARN:
+            log.warning("%s sends too many messages: dropping some", ws.remote_address)
+            await out.send(Error(code=ERR_RATE_LIMITED, message="Too many messages: some were dropped."))
+        elif verdict is Verdict.CLOSE:
+            log.warning("%s floods: closing its connection", ws.remote_address)
+            await out.send(Error(code=ERR_RATE_LIMITED, message="Too many messages: the connection is closed."))
+            await ws.close(CLOSE_POLICY, "rate limit exceeded")
+        return False

@@ -17,6 +17,7 @@ from typing import Final, Protocol
 
 from backend.audio_frames import AudioPacer, iter_frames
 from backend.engines.base import ChatMessage, EngineError, LLMEngine, TTSEngine
+from backend.heard_text import SpokenSpan, heard_cut, split_text_range
 from backend.protocol import (
     ERR_PROVIDER,
     AudioEnd,
@@ -111,11 +112,25 @@ class Turn:
         self._pacer: AudioPacer | None = None
         self._synthesizing = False
         self.error: str = ""
+        self.spans: list[SpokenSpan] = []  # barge-in: what each spoken segment covers (issue 3)
+        self._chars = 0
+        self._kept: str | None = None
 
     @property
     def reply(self) -> str:
-        """The reply text produced so far."""
-        return "".join(self._pieces)
+        """The reply text produced so far (only the heard part after ``keep_heard``)."""
+        return self._kept if self._kept is not None else "".join(self._pieces)
+
+    def keep_heard(self, heard_s: float) -> str:
+        """Cuts ``reply`` to what ``heard_s`` seconds of its audio said; a turn without speech keeps it all."""
+        if self._tts is not None:
+            self._kept = heard_cut("".join(self._pieces), self.spans, heard_s)
+        return self.reply
+
+    def _record_spans(self, segments: list[str], text_end: int) -> None:
+        start = self.spans[-1].text_end if self.spans else 0
+        for a, b in split_text_range(start, max(start, text_end), segments):
+            self.spans.append(SpokenSpan(a, b))
 
     def timings(self) -> Timings:
         return self._clock.timings()
@@ -159,16 +174,21 @@ class Turn:
                 self._clock.last_token = now
                 self._clock.tokens += 1
                 self._pieces.append(piece)
+                self._chars += len(piece)
                 await self._out.send(TextDelta(turn_id=tid, text=piece))
                 if self._tts is not None:
                     if self._speech_running_dry():
                         segmenter.hurry()
-                    for segment in segmenter.feed(piece):
+                    segments = segmenter.feed(piece)
+                    self._record_spans(segments, self._chars - segmenter.pending_chars)
+                    for segment in segments:
                         await self._queue_segment(segment, held)
         finally:
             await stream.aclose()  # the engine's worker stops now, not when garbage-collected
         if self._tts is not None:
-            for segment in segmenter.flush():
+            segments = segmenter.flush()
+            self._record_spans(segments, self._chars)
+            for segment in segments:
                 await self._queue_segment(segment, held)
             for segment in held:
                 await self._segments.put(segment)
@@ -202,9 +222,14 @@ class Turn:
         seq = 0
         started = False
         failed = False
+        spoken = 0
         while (segment := await self._segments.get()) is not None:
+            span = self.spans[spoken] if spoken < len(self.spans) else None
+            spoken += 1
             if failed:
                 continue
+            if span is not None:
+                span.audio_start_s = self._clock.audio_samples / rate
             self._synthesizing = True
             chunks = tts.synthesize(segment)
             try:
@@ -220,6 +245,8 @@ class Turn:
                         started = True
                         self._clock.sample_rate = rate
                         await self._out.send(AudioStart(turn_id=tid, sample_rate=rate))
+                    if span is not None:
+                        span.audio_end_s = (self._clock.audio_samples + chunk.size) / rate
                     for pcm in iter_frames(chunk, rate):
                         await pacer.before_send(len(pcm) // 2)
                         if self._clock.first_audio is None:

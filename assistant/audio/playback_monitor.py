@@ -14,16 +14,19 @@ POLL_INTERVAL_MS = 40
 
 
 class PlaybackMonitor(QObject):
-    """Emits ``playing_changed(bool)`` when sound starts or stops, ``underrun(int)`` on a new underrun."""
+    """Emits ``playing_changed(bool)`` when sound starts or stops, ``underrun(int)`` on a new underrun,
+    and ``device_failed(message)`` once when the device stops playing by itself."""
 
     playing_changed = Signal(bool)
     underrun = Signal(int)
+    device_failed = Signal(str)
 
     def __init__(self, player: AudioPlayer, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._player = player
         self._playing = False
         self._underruns = 0
+        self._failure_reported = False
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self._poll)
@@ -43,6 +46,13 @@ class PlaybackMonitor(QObject):
         self._poll()
 
     def _poll(self) -> None:
+        failure = self._player.failure
+        if failure is not None and not self._failure_reported:
+            self._failure_reported = True
+            log.warning("the audio output failed during playback")
+            self._timer.stop()
+            self.device_failed.emit(failure)
+            return
         playing = self._player.is_playing
         if playing != self._playing:
             self._playing = playing

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from assistant.audio.device import AudioUnavailable, load_sounddevice, no_device_message, parse_device
+from assistant.audio.device import TEXT_ONLY, AudioUnavailable, load_sounddevice, no_device_message, parse_device
 from assistant.audio.playback_state import StreamState, fill_block
+from assistant.audio.playback_tap import PlaybackTap
 from assistant.audio.ring_buffer import PcmRingBuffer, Samples
 
 __all__ = ["AudioPlayer", "AudioUnavailable"]
@@ -28,6 +29,11 @@ BUFFER_SECONDS = 30.0
 # PortAudio's "low" latency (about 9 ms here) underflows all the time through the ALSA
 # pulse plugin; 50 ms plays cleanly and still lets a flush silence the speaker at once.
 DEVICE_LATENCY_S = 0.05
+DEVICE_STALL_S = 3.0
+"""Audio queued but no block asked for by the device for this long: the device stopped responding."""
+DEVICE_FAILED_MESSAGE = (
+    f"The sound output stopped working during playback (the device failed or was removed). {TEXT_ONLY}"
+)
 
 
 class AudioPlayer:
@@ -49,6 +55,13 @@ class AudioPlayer:
         self._state: StreamState | None = None
         self._device_underflows = 0
         self._underruns_of_past_streams = 0
+        self.tap: PlaybackTap | None = None
+        """When set, every block handed to the device is copied there (the echo canceller's reference)."""
+        self._tap_rate = 0
+        self.held = False
+        """Set from any thread: the device plays silence without using up the queue (a possible barge-in)."""
+        self._device_gone = False  # set on PortAudio's thread when the stream ends by itself (issue 6)
+        self._last_block = time.monotonic()
 
     # ---- stream lifecycle -----------------------------------------------------------
 
@@ -67,6 +80,7 @@ class AudioPlayer:
         self.open(sample_rate)
         assert self._ring is not None
         self._ring.flush()
+        self.held = False
         if self._state is not None:
             self._underruns_of_past_streams += self._state.underruns
         self._state = StreamState(sample_rate=sample_rate, first_sample=self._ring.written_samples)
@@ -92,6 +106,7 @@ class AudioPlayer:
 
     def flush(self) -> None:
         """Drops everything queued; the device plays silence from its next block on."""
+        self.held = False
         if self._ring is not None:
             self._ring.flush()
         if self._state is not None:
@@ -116,6 +131,7 @@ class AudioPlayer:
     def close(self) -> None:
         """Stops and closes the device stream at once (queued audio is dropped)."""
         stream, self._stream = self._stream, None
+        self._device_gone = False
         if self._state is not None:
             self._underruns_of_past_streams += self._state.underruns
         self._state = None
@@ -129,6 +145,18 @@ class AudioPlayer:
     @property
     def is_open(self) -> bool:
         return self._stream is not None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the open device stopped playing by itself (it failed, vanished or hangs), or None (issue 6)."""
+        stream = self._stream
+        if stream is None:
+            return None
+        if self._device_gone or not stream.active:
+            return DEVICE_FAILED_MESSAGE
+        if self.is_playing and time.monotonic() - self._last_block > DEVICE_STALL_S:
+            return DEVICE_FAILED_MESSAGE
+        return None
 
     @property
     def drained(self) -> bool:
@@ -196,6 +224,7 @@ class AudioPlayer:
         ring = PcmRingBuffer(max(1, int(self._buffer_seconds * sample_rate)))
         self._ring = ring
         try:
+            self._tap_rate = sample_rate
             stream = sd.OutputStream(
                 samplerate=sample_rate,
                 channels=1,
@@ -203,7 +232,10 @@ class AudioPlayer:
                 device=parse_device(self._device),
                 latency=self._latency_s,
                 callback=self._callback,
+                finished_callback=self._on_finished,
             )
+            self._device_gone = False
+            self._last_block = time.monotonic()
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioUnavailable(no_device_message(self._device), str(exc)) from exc
@@ -216,12 +248,40 @@ class AudioPlayer:
             1000 * float(stream.latency),
         )
 
+    def _on_finished(self) -> None:
+        """PortAudio thread: the stream ended; unless ``close()`` is under way, the device gave up."""
+        if self._stream is not None:
+            self._device_gone = True
+
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio thread: fill one block without blocking."""
+        self._last_block = time.monotonic()
         if status.output_underflow:
             self._device_underflows += 1
         ring = self._ring
         if ring is None:
             outdata.fill(0)
             return
-        fill_block(outdata[:, 0], ring, self._state)
+        if self.held:
+            outdata.fill(0)
+        else:
+            fill_block(outdata[:, 0], ring, self._state)
+        tap = self.tap
+        if tap is not None and self._tap_rate:
+            try:
+                tap.write(outdata[:, 0], self._tap_rate, dac_monotonic(time_info, self._latency_s))
+            except Exception:  # never let the reference copy stop the sound
+                log.exception("the playback tap failed; echo cancellation loses its reference")
+                self.tap = None
+
+
+def dac_monotonic(time_info: Any, fallback_latency_s: float) -> float:
+    """``time.monotonic()`` at which the block of this callback starts sounding (PortAudio's DAC time)."""
+    now = time.monotonic()
+    try:
+        ahead = float(time_info.outputBufferDacTime) - float(time_info.currentTime)
+    except (AttributeError, TypeError, ValueError):
+        ahead = -1.0
+    if not 0.0 <= ahead < 1.0:  # some host APIs report nothing useful
+        ahead = fallback_latency_s
+    return now + ahead

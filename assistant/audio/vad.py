@@ -231,6 +231,11 @@ class UtteranceSegmenter:
         return self._speaking
 
     @property
+    def silent_frames(self) -> int:
+        """Frames of silence since the last speech frame of the utterance in progress (0 when none)."""
+        return self._silent_frames if self._speaking else 0
+
+    @property
     def threshold(self) -> float:
         return self._threshold
 

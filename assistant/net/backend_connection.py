@@ -23,7 +23,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from assistant.net.handshake import ConnectionFailed, close_reason, describe_close, explain_failure, handshake
+from assistant.net.resume import ResumePoint, hello_for, read_session_info
 from backend.protocol import (
+    CAPABILITY_RESUME,
     MAX_BINARY_FRAME_BYTES,
     MAX_TEXT_FRAME_BYTES,
     Ask,
@@ -36,15 +38,22 @@ from backend.protocol import (
     Message,
     PipelineMode,
     ProtocolError,
+    Regenerate,
     ResetConversation,
+    SessionInfo,
     Status,
     TextDelta,
     Transcript,
     TurnDone,
     TurnStarted,
+    UtteranceEnd,
+    UtterancePause,
+    UtteranceResume,
+    UtteranceStart,
     Welcome,
     decode,
 )
+from backend.protocol import SERVER_SESSION_MESSAGES as _SESSION_MESSAGES
 
 __all__ = ["AskRefused", "BackendConnection", "ConnectionFailed", "ConnectionSink", "MessageTooLong", "NotConnected"]
 
@@ -55,6 +64,9 @@ OUTBOX_LIMIT: Final = 32
 CLOSE_TIMEOUT_S: Final = 2.0
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 _TURN_MESSAGES: Final = (TurnStarted, Transcript, TextDelta, AudioStart, AudioEnd, TurnDone)
+AUDIO_OUTBOX_LIMIT: Final = 128
+"""Microphone frames waiting to be sent at most (about 4 s); more are dropped."""
+_UTTERANCE_ITEMS: Final = (UtteranceStart, UtterancePause, UtteranceResume, UtteranceEnd, AudioFrame)
 
 
 class AskRefused(Exception):
@@ -85,7 +97,15 @@ class ConnectionSink(Protocol):
 class BackendConnection:
     """Owns one websocket to the backend: handshake, a reader, a writer and the turn ids."""
 
-    def __init__(self, url: str, token: str, sink: ConnectionSink, *, client_name: str = CLIENT_NAME) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        sink: ConnectionSink,
+        *,
+        client_name: str = CLIENT_NAME,
+        resume: ResumePoint | None = None,
+    ) -> None:
         self._url = url
         self._token = token
         self._sink = sink
@@ -96,13 +116,25 @@ class BackendConnection:
         self._next_turn = 1
         self._current_turn: int | None = None
         self._urgent: deque[Message] = deque()
-        self._outbox: deque[Message] = deque()
+        self._outbox: deque[Message | AudioFrame] = deque()
         self._wake = asyncio.Event()
         self.welcome: Welcome | None = None
+        self._audio_seq = 0  # microphone frames of the open utterance (issue 3)
+        self._queued_audio = 0
+        # resuming a session after the link dropped (issue 6)
+        self._resume = resume
+        self.session: SessionInfo | None = None
+        if resume is not None:
+            self._next_turn = max(1, resume.next_turn)
 
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def next_turn(self) -> int:
+        """The id the next turn asked on this connection gets (a resumed session goes on from here)."""
+        return self._next_turn
 
     @property
     def current_turn(self) -> int | None:
@@ -136,7 +168,10 @@ class BackendConnection:
                     proxy=None if urlsplit(self._url).hostname in _LOOPBACK_HOSTS else True,
                     user_agent_header=self._client_name,
                 )
-                welcome = await handshake(ws, self._token, self._client_name)
+                hello = hello_for(self._token, self._client_name, self._resume)
+                welcome = await handshake(ws, self._token, self._client_name, hello=hello)
+                if CAPABILITY_RESUME in welcome.capabilities:
+                    self.session = await read_session_info(ws)
         except (ConnectionFailed, asyncio.CancelledError):
             if ws is not None:
                 await _close_quietly(ws)
@@ -147,6 +182,8 @@ class BackendConnection:
             raise explain_failure(exc, self._url, timeout_s) from exc
         self._ws = ws
         self.welcome = welcome
+        if self.session is not None and self.session.resumed and self._resume is not None:
+            self._current_turn = self._resume.turn_id  # the rest of that reply follows
         log.info("connected to %s (%s, protocol %s)", self._url, welcome.server, welcome.version)
         self._task = asyncio.create_task(self._run(ws), name="parley-backend-connection")
         self._deliver_message(welcome)
@@ -195,17 +232,81 @@ class BackendConnection:
         if turn_id is not None:
             self._send_urgent(Cancel(turn_id=turn_id))
 
-    def interrupt(self, heard_s: float) -> None:
-        """Like ``cancel`` but tells the backend that ``heard_s`` seconds of audio were heard."""
-        turn_id = self._leave_current_turn()
+    def interrupt(self, heard_s: float, turn_id: int | None = None) -> None:
+        """Like ``cancel`` but tells the backend that ``heard_s`` seconds of audio were heard.
+
+        ``turn_id`` names a turn whose reply is done but whose audio was still playing.
+        """
+        if turn_id is None or turn_id == self._current_turn:
+            turn_id = self._leave_current_turn()
         if turn_id is not None:
             self._send_urgent(Interrupt(turn_id=turn_id, heard_s=max(0.0, heard_s)))
+
+    # ---- spoken questions (issue 3) ---------------------------------------------------
+
+    def start_utterance(self, *, speak: bool = True, pipeline: PipelineMode = "streaming") -> int:
+        """Opens a voice turn and makes it the current turn; returns its id. Raises ``NotConnected``."""
+        self._check_open()
+        turn_id = self._next_turn
+        self._next_turn += 1
+        self._current_turn = turn_id
+        self._audio_seq = 0
+        self._outbox.append(UtteranceStart(turn_id=turn_id, speak=speak, pipeline=pipeline))
+        self._wake.set()
+        return turn_id
+
+    def send_utterance_audio(self, turn_id: int, pcm: bytes) -> bool:
+        """Queues microphone audio (16 kHz mono int16) of the current voice turn; False if dropped."""
+        if turn_id != self._current_turn or not self.is_open:
+            return False
+        if self._queued_audio >= AUDIO_OUTBOX_LIMIT:
+            log.warning("the backend does not take the microphone audio fast enough: dropped a frame")
+            return False
+        self._outbox.append(AudioFrame(turn_id=turn_id, seq=self._audio_seq, pcm=pcm))
+        self._audio_seq += 1
+        self._queued_audio += 1
+        self._wake.set()
+        return True
+
+    def send_utterance_control(self, message: UtterancePause | UtteranceResume | UtteranceEnd) -> None:
+        """Queues a pause, resume or end of the current voice turn (ignored for any other turn)."""
+        if message.turn_id == self._current_turn and self.is_open:
+            self._outbox.append(message)
+            self._wake.set()
+
+    def _drop_unsent_utterance(self, turn_id: int) -> bool:
+        """Removes what is still queued for voice turn ``turn_id``; True if its start never went out."""
+        items = [item for item in self._outbox if isinstance(item, _UTTERANCE_ITEMS) and item.turn_id == turn_id]
+        for item in items:
+            self._outbox.remove(item)
+            if isinstance(item, AudioFrame):
+                self._queued_audio -= 1
+        return any(isinstance(item, UtteranceStart) for item in items)
 
     def reset_conversation(self) -> None:
         """Asks the backend to forget this session's history."""
         self._check_open()
         self._outbox.append(ResetConversation())
         self._wake.set()
+
+    # ---- stored conversations and settings (issue 4) ----------------------------------
+
+    def send_request(self, message: Message) -> None:
+        """Queues a request that is not a turn (list, open, configure ...); raises ``NotConnected``."""
+        self._check_open()
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            raise NotConnected("The backend is not taking requests right now; try again in a moment.")
+        self._outbox.append(message)
+        self._wake.set()
+
+    def regenerate(self, *, speak: bool = True, pipeline: PipelineMode = "streaming") -> int:
+        """Asks for the last reply again, as a new current turn; returns its turn id."""
+        self._check_open()
+        turn_id = self._next_turn
+        self.send_request(Regenerate(turn_id=turn_id, speak=speak, pipeline=pipeline))
+        self._next_turn += 1
+        self._current_turn = turn_id
+        return turn_id
 
     def _check_open(self) -> None:
         if not self.is_open:
@@ -216,8 +317,10 @@ class BackendConnection:
         turn_id, self._current_turn = self._current_turn, None
         if turn_id is None:
             return None
+        if self._drop_unsent_utterance(turn_id):
+            return None
         for queued in self._outbox:
-            if isinstance(queued, Ask) and queued.turn_id == turn_id:
+            if isinstance(queued, Ask | Regenerate) and queued.turn_id == turn_id:
                 self._outbox.remove(queued)  # never sent: nothing to cancel
                 return None
         return turn_id
@@ -263,11 +366,14 @@ class BackendConnection:
         except ConnectionClosed as exc:
             return close_reason(exc)
 
-    def _next_outgoing(self) -> Message | None:
+    def _next_outgoing(self) -> Message | AudioFrame | None:
         if self._urgent:
             return self._urgent.popleft()
         if self._outbox:
-            return self._outbox.popleft()
+            item = self._outbox.popleft()
+            if isinstance(item, AudioFrame):
+                self._queued_audio -= 1
+            return item
         return None
 
     async def _read(self, ws: ClientConnection) -> str:
@@ -289,7 +395,9 @@ class BackendConnection:
             log.warning("skipped a malformed frame from the backend: %s", exc)
             return
         turn_id = getattr(message, "turn_id", None)
-        if isinstance(message, Welcome | Status) or (isinstance(message, Error) and turn_id is None):
+        if isinstance(message, (Welcome, Status, *_SESSION_MESSAGES)) or (
+            isinstance(message, Error) and turn_id is None
+        ):
             self._deliver_message(message)
         elif isinstance(message, (*_TURN_MESSAGES, Error)):
             if turn_id is None or turn_id != self._current_turn:

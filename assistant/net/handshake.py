@@ -33,9 +33,10 @@ class ConnectionFailed(Exception):
         self.code = code
 
 
-async def handshake(ws: ClientConnection, token: str, client_name: str) -> Welcome:
-    """Sends Hello and reads the answer; returns the Welcome or raises ``ConnectionFailed``."""
-    await ws.send(Hello(version=PROTOCOL_VERSION, token=token, client=client_name).to_wire())
+async def handshake(ws: ClientConnection, token: str, client_name: str, *, hello: Hello | None = None) -> Welcome:
+    """Sends ``hello`` (by default a plain Hello) and reads the answer; returns the Welcome or raises
+    ``ConnectionFailed``."""
+    await ws.send((hello or Hello(version=PROTOCOL_VERSION, token=token, client=client_name)).to_wire())
     raw = await ws.recv()
     if isinstance(raw, bytes):
         raise ConnectionFailed("The backend sent audio before its welcome; is it a Parley backend?", "protocol")

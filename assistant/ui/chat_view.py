@@ -11,36 +11,92 @@ as a whole.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
+from PySide6.QtCore import QEvent, QUrl, Signal
 from PySide6.QtGui import (
     QColor,
+    QContextMenuEvent,
+    QDesktopServices,
+    QGuiApplication,
     QPalette,
     QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
+    QTextFormat,
     QTextFrame,
     QTextFrameFormat,
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from assistant.ui.markdown_stream import LiveMarkdown, closed_fences
+from backend.protocol import StoredMessage, Timings
 
 log = logging.getLogger("parley.app.ui")
 
 _SENTINEL: Final = "\u200b"  # an empty first paragraph: keeps the real first block's format (heading, code)
 _PARAGRAPH_SPACING: Final = 10
 _ITEM_SPACING: Final = 3
-_STATUS_NOTES: Final = {"cancelled": "[stopped]", "interrupted": "[interrupted]", "error": "[error]"}
+_STATUS_NOTES: Final = {
+    "cancelled": "[stopped]",
+    "interrupted": "[interrupted]",
+    "error": "[error]",
+    "incomplete": "[cut short: the backend stopped]",
+    "streaming": "[cut short]",
+}
+_ROLE: Final = QTextFormat.Property.UserProperty + 1  # frames: "user" | "assistant"; text: "muted"
+_LINK_SCHEME: Final = "parley"
+_STORED_TURN: Final = -1  # the turn id used while showing stored replies
+
+
+@dataclass
+class ShownMessage:
+    """A message in the view, for copying and for its timeline."""
+
+    role: str
+    text: str
+    frame: QTextFrame
+    timings: Timings | None = None
+
+
+def _mix(a: QColor, b: QColor, amount: float) -> QColor:
+    return QColor(
+        round(a.red() + (b.red() - a.red()) * amount),
+        round(a.green() + (b.green() - a.green()) * amount),
+        round(a.blue() + (b.blue() - a.blue()) * amount),
+    )
+
+
+def latency_text(timings: Timings | None) -> str:
+    """"first audio 0.42 s" (or first words, for a text-only reply); "" when unknown."""
+    if timings is None:
+        return ""
+    if timings.ttfa_s is not None:
+        return f"first audio {timings.ttfa_s:.2f} s"
+    if timings.ttft_s is not None:
+        return f"first words {timings.ttft_s:.2f} s"
+    return ""
 
 
 class ChatView(QTextBrowser):
-    """A read-only conversation view with streaming markdown replies."""
+    """A read-only conversation view with streaming markdown replies.
+
+    Each finished reply ends with a line showing its latency and Copy / Timeline
+    links; ``timeline_requested(Timings)`` asks the window to show the picture.
+    """
+
+    timeline_requested = Signal(object)
+    copied = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setOpenExternalLinks(True)
+        self.setOpenLinks(False)
+        self.anchorClicked.connect(self._on_link)
+        self.setAccessibleName("Conversation")
         self.setReadOnly(True)
+        self.shown: list[ShownMessage] = []
         self.document().setDocumentMargin(10)
         self._reply_turn: int | None = None
         self._reply_frame: QTextFrame | None = None
@@ -56,8 +112,9 @@ class ChatView(QTextBrowser):
         self._finish_open_reply("cancelled")
         with self._keeping_scroll():
             cursor = self._end_cursor()
-            cursor.insertFrame(self._bubble_format(user=True))
+            frame = cursor.insertFrame(self._bubble_format(user=True))
             cursor.insertText(text.rstrip(), QTextCharFormat())
+        self.shown.append(ShownMessage("user", text.rstrip(), frame))
 
     def begin_reply(self, turn_id: int) -> None:
         """Opens an empty reply bubble for ``turn_id`` at the end of the conversation."""
@@ -65,6 +122,7 @@ class ChatView(QTextBrowser):
         with self._keeping_scroll():
             cursor = self._end_cursor()
             self._reply_frame = cursor.insertFrame(self._bubble_format(user=False))
+        self.shown.append(ShownMessage("assistant", "", self._reply_frame))
         self._reply_turn = turn_id
         self._live_start = self._reply_frame.firstPosition()
         self._stream = LiveMarkdown()
@@ -87,8 +145,8 @@ class ChatView(QTextBrowser):
         self.last_rendered_chars = rendered
         self.total_rendered_chars += rendered
 
-    def finish_reply(self, turn_id: int, status: str, detail: str = "") -> None:
-        """Renders the whole reply once and marks it if it did not complete (e.g. "[stopped]")."""
+    def finish_reply(self, turn_id: int, status: str, detail: str = "", timings: Timings | None = None) -> None:
+        """Renders the whole reply once, marks it if it did not complete (e.g. "[stopped]"), adds its footer."""
         if turn_id != self._reply_turn or self._reply_frame is None:
             return
         text = self._stream.text
@@ -98,6 +156,10 @@ class ChatView(QTextBrowser):
             note = _STATUS_NOTES.get(status, "")
             if note:
                 self._add_note(f"{note} {detail}".strip(), first=not text.strip())
+            self._add_footer(len(self.shown) - 1, timings, first=not text.strip() and not note)
+        if self.shown and self.shown[-1].frame == self._reply_frame:
+            self.shown[-1].text = text
+            self.shown[-1].timings = timings
         self._reply_turn = None
         self._reply_frame = None
 
@@ -163,9 +225,8 @@ class ChatView(QTextBrowser):
         cursor = self._frame_end_cursor()
         if not first:
             cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-        note = QTextCharFormat()
+        note = self._muted_format()
         note.setFontItalic(True)
-        note.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
         cursor.insertText(text, note)
 
     def _finish_open_reply(self, status: str) -> None:
@@ -184,13 +245,9 @@ class ChatView(QTextBrowser):
         return cursor
 
     def _bubble_format(self, *, user: bool) -> QTextFrameFormat:
-        dark = self.palette().color(QPalette.ColorRole.Base).lightness() < 128
-        if user:
-            background = QColor("#2b4a6f") if dark else QColor("#dceaff")
-        else:
-            background = QColor("#33363b") if dark else QColor("#f1f2f4")
         frame = QTextFrameFormat()
-        frame.setBackground(background)
+        frame.setProperty(_ROLE, "user" if user else "assistant")
+        frame.setBackground(self._bubble_colour(user=user))
         frame.setPadding(10)
         frame.setTopMargin(6)
         frame.setBottomMargin(6)
@@ -203,6 +260,155 @@ class ChatView(QTextBrowser):
 
     def _keeping_scroll(self) -> _StickToBottom:
         return _StickToBottom(self)
+
+    # ---- stored conversations, footers, copying, palette (issue 4) --------------------------
+
+    def clear_conversation(self) -> None:
+        """Empties the view; a reply still streaming is dropped from it."""
+        self._reply_turn = None
+        self._reply_frame = None
+        self._stream = LiveMarkdown()
+        self.shown = []
+        self.clear()
+
+    def show_conversation(self, messages: Sequence[StoredMessage]) -> None:
+        """Shows a stored conversation: questions as plain text, replies rendered, cut replies marked."""
+        self.clear_conversation()
+        for message in messages:
+            if message.role == "user":
+                self.add_user_message(message.text)
+                continue
+            self.begin_reply(_STORED_TURN)
+            self._stream.append(message.text)
+            timings = message.timings if message.timings.ttft_s is not None else None
+            self.finish_reply(_STORED_TURN, message.status, timings=timings)
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def remove_last_reply(self) -> bool:
+        """Takes the last (finished) reply out of the view, before it is regenerated."""
+        if self._reply_turn is not None or not self.shown or self.shown[-1].role != "assistant":
+            return False
+        frame = self.shown.pop().frame
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(frame.firstPosition() - 1)
+        cursor.setPosition(frame.lastPosition() + 1, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        return True
+
+    def last_reply(self) -> ShownMessage | None:
+        return next((m for m in reversed(self.shown) if m.role == "assistant"), None)
+
+    def copy_message(self, message: ShownMessage) -> None:
+        QGuiApplication.clipboard().setText(message.text)
+        self.copied.emit(message.text)
+
+    def message_at(self, position: int) -> ShownMessage | None:
+        """The message whose bubble holds the document ``position``."""
+        for message in self.shown:
+            if message.frame.firstPosition() <= position <= message.frame.lastPosition():
+                return message
+        return None
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        menu = self.createStandardContextMenu(event.pos())
+        message = self.message_at(self.cursorForPosition(event.pos()).position())
+        if message is not None and message.text:
+            first = menu.actions()[0] if menu.actions() else None
+            copy = menu.addAction("Copy message")
+            copy.triggered.connect(lambda: self.copy_message(message))
+            if first is not None:
+                menu.insertAction(first, copy)
+                menu.insertSeparator(first)
+        menu.exec(event.globalPos())
+        menu.deleteLater()
+
+    def _on_link(self, url: QUrl) -> None:
+        if url.scheme() != _LINK_SCHEME:
+            QDesktopServices.openUrl(url)
+            return
+        action, _, index = url.path().partition("/")
+        if not index.isdigit() or int(index) >= len(self.shown):
+            return
+        message = self.shown[int(index)]
+        if action == "copy":
+            self.copy_message(message)
+        elif action == "timeline" and message.timings is not None:
+            self.timeline_requested.emit(message.timings)
+
+    def _add_footer(self, index: int, timings: Timings | None, *, first: bool) -> None:
+        """The reply's last line: its latency, then Copy and Timeline links."""
+        cursor = self._frame_end_cursor()
+        if not first:
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+        muted = self._muted_format()
+        muted.setFontPointSize(max(7.0, self.font().pointSizeF() * 0.85))
+        latency = latency_text(timings)
+        if latency:
+            cursor.insertText(f"{latency}   ", muted)
+        cursor.insertText("Copy", self._link_format(muted, f"{_LINK_SCHEME}:copy/{index}"))
+        if timings is not None:
+            cursor.insertText("   ", muted)
+            cursor.insertText("Timeline", self._link_format(muted, f"{_LINK_SCHEME}:timeline/{index}"))
+
+    def _link_format(self, base: QTextCharFormat, href: str) -> QTextCharFormat:
+        link = QTextCharFormat(base)
+        link.setAnchor(True)
+        link.setAnchorHref(href)
+        link.setFontUnderline(True)
+        link.setProperty(_ROLE, "link")
+        link.setForeground(self.palette().color(QPalette.ColorRole.Link))
+        return link
+
+    def _muted_format(self) -> QTextCharFormat:
+        muted = QTextCharFormat()
+        muted.setProperty(_ROLE, "muted")
+        muted.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
+        return muted
+
+    def _bubble_colour(self, *, user: bool) -> QColor:
+        """Bubble backgrounds derived from the palette, so light and dark themes both read well."""
+        palette = self.palette()
+        base = palette.color(QPalette.ColorRole.Base)
+        if user:
+            return _mix(base, palette.color(QPalette.ColorRole.Highlight), 0.22)
+        return _mix(base, palette.color(QPalette.ColorRole.Text), 0.07)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._recolour()
+
+    def _recolour(self) -> None:
+        """Applies the current palette to bubbles, notes and links already shown."""
+        for frame in self.document().rootFrame().childFrames():
+            frame_format = frame.frameFormat()
+            role = frame_format.property(_ROLE)
+            if role in ("user", "assistant"):
+                frame_format.setBackground(self._bubble_colour(user=role == "user"))
+                frame.setFrameFormat(frame_format)
+        colours = {
+            "muted": self.palette().color(QPalette.ColorRole.PlaceholderText),
+            "link": self.palette().color(QPalette.ColorRole.Link),
+        }
+        spans: list[tuple[int, int, str]] = []
+        block = self.document().begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                kind = fragment.charFormat().property(_ROLE)
+                if kind in colours:
+                    spans.append((fragment.position(), fragment.length(), kind))
+                it += 1
+            block = block.next()
+        for start, length, kind in spans:
+            cursor = QTextCursor(self.document())
+            cursor.setPosition(start)
+            cursor.setPosition(start + length, QTextCursor.MoveMode.KeepAnchor)
+            colour = QTextCharFormat()
+            colour.setForeground(colours[kind])
+            cursor.mergeCharFormat(colour)
 
 
 class _StickToBottom:

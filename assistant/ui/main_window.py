@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Final
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from assistant.backend_client import BackendClient
 from assistant.net.backend_connection import AskRefused
 from assistant.ui.chat_view import ChatView
+from assistant.ui.conversation_controller import ConversationController
 from assistant.ui.error_banner import ErrorBanner
+from assistant.ui.icons import app_icon
 from assistant.ui.input_box import InputBox
+from assistant.ui.settings_dialog import SettingsContext, SettingsDialog
+from assistant.ui.sidebar import ConversationSidebar
 from assistant.ui.status_indicator import StatusIndicator
 from assistant.ui.status_logic import Activity, indicator_for
+from assistant.ui.timeline import TimelineDialog
+from assistant.ui.tray import ParleyTray
+from backend.config import Config
+from backend.protocol import Timings
 
 log = logging.getLogger("parley.app.ui")
 
@@ -33,8 +42,12 @@ class MainWindow(QMainWindow):
     """Emits ``closed`` when the person closes it; the app then shuts the backend down."""
 
     closed = Signal()
+    settings_applied = Signal(object)  # Config, after the settings dialog saved it (issue 4)
+    push_to_talk_requested = Signal()  # from the tray menu (issue 4); the voice input answers it
 
-    def __init__(self, client: BackendClient, notices: Sequence[str] = ()) -> None:
+    def __init__(
+        self, client: BackendClient, notices: Sequence[str] = (), *, settings: SettingsContext | None = None
+    ) -> None:
         super().__init__()
         self._client = client
         self._activity = Activity()
@@ -63,9 +76,15 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.chat, 1)
         layout.addLayout(bottom)
-        central = QWidget(self)
-        central.setLayout(layout)
-        self.setCentralWidget(central)
+        chat_panel = QWidget(self)
+        chat_panel.setLayout(layout)
+        self.sidebar = ConversationSidebar(self)  # stored conversations (issue 4)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(chat_panel)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
+        self.setCentralWidget(self.splitter)
 
         client.connection_changed.connect(self._on_connection)
         client.status_changed.connect(self._on_status)
@@ -79,6 +98,7 @@ class MainWindow(QMainWindow):
             self.banner.show_message(f"notice-{i}", notice, "notice")
         self._refresh()
         self.input.setFocus()
+        self._install_conversations_and_settings(settings)
 
     # ---- actions --------------------------------------------------------------------
 
@@ -142,7 +162,7 @@ class MainWindow(QMainWindow):
             self._refresh()
 
     def _on_turn_done(self, turn_id: int, status: str, text: str, timings: object) -> None:
-        self.chat.finish_reply(turn_id, status)
+        self.chat.finish_reply(turn_id, status, timings=timings if isinstance(timings, Timings) else None)
         if self._client.current_turn is None:
             self._activity.turn_running = False
         self._refresh()
@@ -159,9 +179,174 @@ class MainWindow(QMainWindow):
         self.status.show_indicator(indicator_for(self._activity))
         self.send_button.setText("Stop" if self._activity.busy else "Send")
         self.send_button.setToolTip("Stop the reply (Esc)" if self._activity.busy else "Send (Enter)")
+        self.send_button.setAccessibleName("Stop the reply" if self._activity.busy else "Send the question")
+        tray = getattr(self, "tray", None)
+        if tray is not None:
+            tray.set_status(self.status.text)
 
     # ---- closing ---------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.closed.emit()
         super().closeEvent(event)
+
+    # ---- conversations, settings, actions, tray, listening (issue 4) ---------------------
+
+    def _install_conversations_and_settings(self, settings: SettingsContext | None) -> None:
+        self._settings = settings
+        self._settings_dialog: SettingsDialog | None = None
+        self._timelines: list[TimelineDialog] = []
+        self.setWindowIcon(app_icon())
+        self.resize(1000, 700)
+        self.splitter.setSizes([240, 760])
+        self.input.setAccessibleName("Question")
+        self.conversations = ConversationController(self._client, self.sidebar, self.chat, self)
+        self.conversations.problem.connect(self.banner.show_message)
+        self.conversations.info.connect(lambda key, text: self.banner.show_message(key, text, "notice"))
+        self.conversations.title_changed.connect(
+            lambda title: self.setWindowTitle(f"{title} — Parley" if title else "Parley")
+        )
+        self.chat.timeline_requested.connect(self.show_timeline)
+        self._install_actions()
+        self.tray: ParleyTray | None = None
+        if ParleyTray.available():
+            self.tray = ParleyTray(self)
+            self.tray.toggle_requested.connect(self.toggle_shown)
+            self.tray.push_to_talk_requested.connect(self.push_to_talk_requested)
+            self.tray.quit_requested.connect(self.close)
+            self.tray.show()
+
+    def _install_actions(self) -> None:
+        """The menus, whose shortcuts work anywhere in the window."""
+        self.actions_by_name: dict[str, QAction] = {}
+
+        def action(name: str, text: str, slot: object, shortcut: QKeySequence | str | None = None) -> QAction:
+            item = QAction(text, self)
+            if shortcut is not None:
+                item.setShortcut(QKeySequence(shortcut))
+            item.triggered.connect(slot)
+            self.actions_by_name[name] = item
+            return item
+
+        parley = self.menuBar().addMenu("&Parley")
+        parley.addAction(action("settings", "&Settings…", self.open_settings, "Ctrl+,"))
+        parley.addSeparator()
+        parley.addAction(action("quit", "&Quit", self.close, "Ctrl+Q"))
+        conversation = self.menuBar().addMenu("&Conversation")
+        conversation.addAction(action("new", "&New conversation", self.new_conversation, "Ctrl+N"))
+        conversation.addAction(action("search", "&Search conversations", self.focus_search, "Ctrl+F"))
+        conversation.addAction(action("export", "&Export to Markdown…", self.conversations.export_current, "Ctrl+E"))
+        conversation.addSeparator()
+        conversation.addAction(action("regenerate", "&Regenerate the last reply", self.regenerate, "Ctrl+R"))
+        conversation.addAction(action("copy", "&Copy the last reply", self.copy_last_reply, "Ctrl+Shift+C"))
+        conversation.addAction(action("stop", "S&top the reply (Esc)", self.stop))
+        view = self.menuBar().addMenu("&View")
+        view.addAction(action("focus_input", "&Focus the question", self.focus_input, "Ctrl+L"))
+        view.addAction(action("sidebar", "Show the &conversation list", self.toggle_sidebar, "Ctrl+B"))
+        self.actions_by_name["sidebar"].setCheckable(True)
+        self.actions_by_name["sidebar"].setChecked(True)
+        self.sidebar.new_button.setToolTip("Start a new conversation (Ctrl+N)")
+
+    # actions
+
+    def new_conversation(self) -> None:
+        self.conversations.new_conversation()
+        self.focus_input()
+
+    def focus_input(self) -> None:
+        self.show_window()
+        self.input.setFocus()
+
+    def focus_search(self) -> None:
+        if not self.sidebar.isVisible():
+            self.toggle_sidebar()
+        self.sidebar.search.setFocus()
+        self.sidebar.search.selectAll()
+
+    def toggle_sidebar(self) -> None:
+        self.sidebar.setVisible(not self.sidebar.isVisible())
+        self.actions_by_name["sidebar"].setChecked(self.sidebar.isVisible())
+
+    def regenerate(self) -> None:
+        """Asks for the last reply again; it replaces the old one in the view and in the store."""
+        if self.chat.last_reply() is None:
+            self.banner.show_message("send", "There is no reply to regenerate yet.")
+            return
+        try:
+            turn_id = self._client.regenerate()
+        except AskRefused as exc:
+            self.banner.show_message("send", str(exc))
+            return
+        self.banner.clear("send")
+        self.banner.clear("provider")
+        self.chat.remove_last_reply()
+        self.chat.begin_reply(turn_id)
+        self._activity.turn_running = True
+        self._activity.has_text = False
+        self._refresh()
+
+    def copy_last_reply(self) -> None:
+        reply = self.chat.last_reply()
+        if reply is not None:
+            self.chat.copy_message(reply)
+
+    def show_timeline(self, timings: object) -> None:
+        if not isinstance(timings, Timings):
+            return
+        dialog = TimelineDialog(timings, getattr(timings, "stt_s", None), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(lambda *_: self._timelines.remove(dialog) if dialog in self._timelines else None)
+        self._timelines.append(dialog)
+        dialog.show()
+
+    def open_settings(self) -> SettingsDialog | None:
+        """Opens the settings dialog (one at a time); returns it."""
+        if self._settings is None:
+            self.banner.show_message("settings", "Settings cannot be changed in this window.")
+            return None
+        if self._settings_dialog is not None and self._settings_dialog.isVisible():
+            self._settings_dialog.raise_()
+            self._settings_dialog.activateWindow()
+            return self._settings_dialog
+        dialog = SettingsDialog(self._client.config, self._settings, self)
+        dialog.applied.connect(self._apply_settings)
+        self._settings_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _apply_settings(self, config: Config) -> None:
+        self._client.apply_config(config)
+        if self._settings is not None:
+            self._settings = replace(self._settings, notice="")
+        for key in [k for k in self.banner.messages() if k.startswith("notice-")]:
+            self.banner.clear(key)
+        self.banner.show_message("settings", "The new settings are in use.", "notice")
+        self.settings_applied.emit(config)
+
+    # the window and the tray
+
+    def show_window(self) -> None:
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        if self.tray is not None:
+            self.tray.window_shown(True)
+
+    def toggle_shown(self) -> None:
+        if self.isVisible() and not self.isMinimized():
+            self.hide()
+            if self.tray is not None:
+                self.tray.window_shown(False)
+        else:
+            self.show_window()
+
+    # the voice input drives these (issue 3)
+
+    def set_listening(self, listening: bool) -> None:
+        """Shows the "listening" state with the microphone level meter (or leaves it)."""
+        self._activity.listening = listening
+        self._refresh()
+
+    def set_mic_level(self, dbfs: float) -> None:
+        """The microphone level in dBFS, for the meter shown while listening."""
+        self.status.set_level(dbfs)

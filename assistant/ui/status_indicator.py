@@ -6,12 +6,14 @@ from typing import Final
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
+from assistant.ui.level_meter import LevelMeter
 from assistant.ui.status_logic import Indicator
 
 _COLOURS: Final = {
     "starting": "#9aa0a6",
     "loading": "#f2a600",
     "ready": "#1e8e3e",
+    "listening": "#0b8043",
     "thinking": "#1a73e8",
     "speaking": "#9334e6",
     "error": "#d93025",
@@ -31,10 +33,17 @@ class StatusIndicator(QWidget):
         self._progress.setFixedWidth(140)
         self._progress.setTextVisible(True)
         self._progress.hide()
+        self.meter = LevelMeter(self)  # driven by the voice input through set_level (issue 4)
+        self.meter.hide()
+        self._dot.setAccessibleName("Status light")
+        self._label.setAccessibleName("Status")
+        self._progress.setAccessibleName("Model preparation progress")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._dot)
-        layout.addWidget(self._label, 1)
+        layout.addWidget(self._label)
+        layout.addWidget(self.meter)
+        layout.addStretch(1)
         layout.addWidget(self._progress)
         self._indicator = Indicator("starting", "Starting…")
         self.show_indicator(self._indicator)
@@ -64,6 +73,9 @@ class StatusIndicator(QWidget):
         self._dot.setStyleSheet(f"background-color: {colour}; border-radius: 6px;")
         self._label.setText(indicator.label)
         self._label.setToolTip(indicator.detail)
+        self.meter.setVisible(indicator.state == "listening")
+        if indicator.state != "listening":
+            self.meter.reset()
         if indicator.state != "loading":
             self._progress.hide()
             return
@@ -73,3 +85,7 @@ class StatusIndicator(QWidget):
             self._progress.setRange(0, 100)
             self._progress.setValue(round(100 * indicator.progress))
         self._progress.show()
+
+    def set_level(self, dbfs: float) -> None:
+        """The microphone level (dBFS) for the meter shown while listening."""
+        self.meter.set_level(dbfs)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Indicator:
-    state: str  # starting | loading | ready | thinking | speaking | error
+    state: str  # starting | loading | ready (idle) | listening | thinking | speaking | error
     label: str
     detail: str = ""
     progress: float | None = None  # 0..1 while models load, when known
@@ -25,6 +25,7 @@ class Activity:
     turn_running: bool = False
     has_text: bool = False
     playing: bool = False
+    listening: bool = False  # the microphone is taking a question (push-to-talk held, or speech heard)
 
     @property
     def busy(self) -> bool:
@@ -42,6 +43,8 @@ def indicator_for(activity: Activity) -> Indicator:
         return Indicator("starting", "Connecting…", a.connection_detail)
     if a.connection == "reconnecting":
         return Indicator("starting", "Reconnecting…", a.connection_detail)
+    if a.listening:
+        return Indicator("listening", "Listening…")
     if a.playing:
         return Indicator("speaking", "Speaking")
     if a.turn_running:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Final
 
-from backend.config import LLMConfig, TTSConfig
+from backend.config import LLMConfig, STTConfig, TTSConfig
 from backend.engines.base import EngineError, LLMEngine, TTSEngine
 from backend.engines.llm.llama_local import LlamaLocalLLM
 from backend.engines.llm.openai_chat import OpenAIChatLLM
+from backend.engines.stt.base import STTEngine
+from backend.engines.stt.openai_transcribe import OpenAITranscribeSTT
+from backend.engines.stt.whisper_local import WhisperLocalSTT
 from backend.engines.tts.openai_speech import OpenAISpeechTTS
 from backend.engines.tts.piper_local import PiperTTS
 from backend.models.manager import ModelManager
+from backend.models.whisper_models import WhisperModels
 
 LLM_PROVIDERS: Final = ("embedded", "openai")
 TTS_PROVIDERS: Final = ("embedded", "openai", "off")
+STT_PROVIDERS: Final = ("embedded", "openai", "off")
 
 
 def build_llm(config: LLMConfig, models: ModelManager) -> LLMEngine:
@@ -42,3 +47,23 @@ def build_tts(config: TTSConfig, models: ModelManager) -> TTSEngine | None:
     if provider == "openai":
         return OpenAISpeechTTS(config)
     raise EngineError(f"Unknown tts.provider {config.provider!r}: use one of {', '.join(TTS_PROVIDERS)}.")
+
+
+def build_stt(config: STTConfig, models: ModelManager) -> STTEngine | None:
+    """Speech recognition for ``config.provider`` (None when ``off``): faster-whisper or an OpenAI endpoint.
+
+    Raises ``EngineError`` naming the allowed providers when the provider is unknown.
+    """
+    provider = config.provider.strip().lower()
+    if provider == "off":
+        return None
+    if provider == "embedded":
+        return WhisperLocalSTT(config, WhisperModels(models.data_dir))
+    if provider == "openai":
+        return OpenAITranscribeSTT(config)
+    raise EngineError(f"Unknown stt.provider {config.provider!r}: use one of {', '.join(STT_PROVIDERS)}.")
+
+
+def stt_gives_partials(engine: STTEngine) -> bool:
+    """Whether partial transcripts are worth asking for: local engines only (a remote call costs money)."""
+    return isinstance(engine, WhisperLocalSTT)

@@ -121,20 +121,37 @@ def engine_error(
     model: str,
     api_key: str,
     key_setting: str,
+    mid_reply: bool = False,
 ) -> EngineError:
-    """Maps an openai exception to an ``EngineError`` the person can act on.
+    """Maps an openai (or httpx) exception to an ``EngineError`` the person can act on.
 
     ``service`` names the role ("language model", "speech"); ``key_setting`` names
-    the setting that holds the key (e.g. ``llm.api_key``).
+    the setting that holds the key (e.g. ``llm.api_key``); ``mid_reply`` says that the
+    answer had started streaming (a dropped link then reads as a broken-off reply).
     """
     where = endpoint_for_display(base_url)
     server = f"The {service} server at {where}"
     if isinstance(exc, EngineError):
         return exc
+    # A stream that breaks off or stalls (issue 6): errors of the HTTP library while a body is read
+    # are not wrapped by openai.
+    failure = http_failure(exc)
+    if (isinstance(exc, openai.APITimeoutError) or failure == "timeout") and mid_reply:
+        return EngineError(f"{server} stopped answering in the middle of the reply; check that it is not overloaded.")
+    if (isinstance(exc, openai.APIConnectionError) or failure == "transport") and mid_reply:
+        reason = scrub(_connection_reason(exc), api_key)
+        return EngineError(f"{server} broke off the reply: {reason}.")
+    if failure == "timeout":
+        return EngineError(f"{server} did not answer in time; check that it is running and not overloaded.")
+    if failure is not None:
+        reason = scrub(_connection_reason(exc), api_key)
+        return EngineError(f"Cannot reach the {service} server at {where}: {reason}.")
     if isinstance(exc, openai.APITimeoutError):
         return EngineError(f"{server} did not answer in time; check that it is running and not overloaded.")
     if isinstance(exc, openai.APIConnectionError):
         reason = scrub(_connection_reason(exc), api_key)
+        if _broke_off(exc):  # it answered, then dropped the connection mid-answer (issue 6)
+            return EngineError(f"{server} broke off its answer: {reason}.")
         return EngineError(f"Cannot reach the {service} server at {where}: {reason}.")
     if isinstance(exc, openai.AuthenticationError):
         return EngineError(
@@ -167,3 +184,36 @@ def engine_error(
         detail = _server_message(exc, api_key)
         return EngineError(f"{server} stopped with an error mid-reply: {detail or 'no details given'}.")
     return EngineError(f"{server} failed: {scrub(str(exc) or type(exc).__name__, api_key)}.")
+
+
+_HTTP_LIBRARIES: Final = ("httpx", "httpx2")
+
+
+def http_failure(exc: BaseException) -> str | None:
+    """"timeout", "transport" or "http" for an error of openai's HTTP library (httpx, or httpx2 in
+    newer openai releases), None for anything else. Those errors escape openai while a body streams."""
+    kinds = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.split(".")[0] in _HTTP_LIBRARIES}
+    if "TimeoutException" in kinds:
+        return "timeout"
+    if "TransportError" in kinds:
+        return "transport"
+    if kinds & {"HTTPError", "StreamError"}:
+        return "http"
+    return None
+
+
+def is_provider_failure(exc: BaseException) -> bool:
+    """An openai error, or an error of its HTTP library: both become an ``EngineError``."""
+    return isinstance(exc, openai.OpenAIError) or http_failure(exc) is not None
+
+
+def _broke_off(exc: BaseException) -> bool:
+    """The exception chain holds the HTTP library's ``RemoteProtocolError`` (an answer cut short)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ == "RemoteProtocolError":
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from backend.engines.base import EngineError, ProgressCallback
+from backend.models.bundled import bundled_models_dir, find_bundled_gguf
 from backend.models.catalog import (
     LLM_MODELS,
     VOICES,
@@ -79,9 +80,15 @@ class ModelManager:
         voices: Mapping[str, PackagedVoice] = VOICES,
         search_path: Sequence[str] | None = None,
         chunk_bytes: int = COPY_CHUNK_BYTES,
+        bundled_dir: Path | None = None,
     ) -> None:
-        """``search_path`` replaces ``sys.path`` when looking for model distributions (for tests)."""
+        """``search_path`` replaces ``sys.path`` when looking for model distributions (for tests).
+
+        ``bundled_dir`` holds ready-made GGUFs used in place (default: an installed
+        bundle's ``models`` folder, none when run from source; see ``bundled.py``).
+        """
         self.data_dir = data_dir
+        self._bundled_dir = bundled_dir if bundled_dir is not None else bundled_models_dir()
         self._llm_models = llm_models
         self._voices = voices
         self._search_path = list(search_path) if search_path is not None else None
@@ -163,6 +170,10 @@ class ModelManager:
             raise EngineError(f"Could not prepare {model.label} in {self.models_dir}: {exc}.") from None
 
     def _reuse_or_build(self, model: SplitModel, reporter: _ThreadProgress, cancel: threading.Event) -> Path:
+        bundled = find_bundled_gguf(self._bundled_dir, model.file_name, model.size)
+        if bundled is not None:  # an installer carries it ready-made (checked when it was built)
+            reporter.report(f"{model.label} is ready", 1.0, force=True)
+            return bundled
         target = self.models_dir / model.file_name
         stamp = _stamp_path(target)
         if _is_stamped(target, stamp, model):

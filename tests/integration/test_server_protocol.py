@@ -93,7 +93,7 @@ def test_full_turn_over_the_wire() -> None:
         ('{"type": "welcome", "version": "1.0", "server": "me"}', p.ERR_STATE),
         (p.Ask(turn_id=9, text="   ").to_wire(), p.ERR_MALFORMED),
         (json.dumps({"type": "ask", "turn_id": 1, "text": "x" * 100_000}), p.ERR_TOO_LARGE),
-        (b"\x00\x01binary", p.ERR_STATE),
+        (b"\x00\x01binary", p.ERR_MALFORMED),
     ],
     ids=["bad json", "unknown", "wrong type", "server message", "empty question", "too large", "binary"],
 )

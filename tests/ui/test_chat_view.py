@@ -50,7 +50,9 @@ def test_streaming_leaves_no_stray_blocks(qtbot: Any) -> None:
     stream(view, 1, text, step=2)
     streamed = block_texts(view)
     view.finish_reply(1, "completed")
-    for blocks in (streamed, block_texts(view)):
+    finished = block_texts(view)
+    assert finished[-2] == ("Copy", False)  # the reply's footer line
+    for blocks in (streamed, finished[:-2] + finished[-1:]):
         texts = [t for t, _ in blocks]
         assert texts[1:-1] == ["Intro line.", "first", "second", "Heading", "code line", "Last words"]
         assert [t for t, in_list in blocks if in_list] == ["first", "second"]

@@ -36,3 +36,12 @@ def test_a_turn_thinks_then_answers_and_sound_means_speaking() -> None:
 def test_backend_error_status() -> None:
     indicator = indicator_for(Activity(connection="connected", backend="error", backend_detail="no model"))
     assert (indicator.state, indicator.detail) == ("error", "no model")
+
+
+def test_listening_shows_over_a_reply_but_not_over_connection_problems() -> None:
+    activity = Activity(connection="connected", backend="ready", listening=True)
+    assert (indicator_for(activity).state, indicator_for(activity).label) == ("listening", "Listening…")
+    activity.playing = True  # the person talks over the reply (barge-in)
+    assert indicator_for(activity).state == "listening"
+    activity.connection = "reconnecting"
+    assert indicator_for(activity).state == "starting"

@@ -21,6 +21,7 @@ from backend.engines.openai_errors import (
     endpoint_for_display,
     engine_error,
     host_for_display,
+    is_provider_failure,
 )
 
 log = logging.getLogger("parley.engines.llm")
@@ -96,18 +97,27 @@ class OpenAIChatLLM:
             )
         except openai.OpenAIError as exc:
             raise self._error(exc) from None
+        finished = False
         try:
             async with chunks:
                 async for chunk in chunks:
                     if not chunk.choices:
                         continue
+                    finished = finished or bool(chunk.choices[0].finish_reason)
                     text = chunk.choices[0].delta.content
                     if text:
                         yield text
-        except openai.OpenAIError as exc:
-            raise self._error(exc) from None
+        except Exception as exc:
+            if not is_provider_failure(exc):
+                raise
+            raise self._error(exc, mid_reply=True) from None
+        if not finished:  # the body ended before the reply did (issue 6): never pass a cut reply off as whole
+            where = endpoint_for_display(self._base_url)
+            error = EngineError(f"The language model server at {where} ended its answer in the middle of the reply.")
+            log.warning("%s", error.user_message)
+            raise error
 
-    def _error(self, exc: BaseException, *, quiet: bool = False) -> EngineError:
+    def _error(self, exc: BaseException, *, quiet: bool = False, mid_reply: bool = False) -> EngineError:
         error = engine_error(
             exc,
             service="language model",
@@ -115,6 +125,7 @@ class OpenAIChatLLM:
             model=self._config.model,
             api_key=self._api_key,
             key_setting="llm.api_key",
+            mid_reply=mid_reply,
         )
         if not quiet:
             log.warning("%s", error.user_message)

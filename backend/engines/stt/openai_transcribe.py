@@ -23,6 +23,7 @@ from backend.engines.openai_errors import (
     endpoint_for_display,
     engine_error,
     host_for_display,
+    is_provider_failure,
 )
 from backend.engines.stt.base import STT_SAMPLE_RATE, STTSettings, checked_utterance
 
@@ -96,7 +97,9 @@ class OpenAITranscribeSTT:
                 response_format="json",
                 language=self._language or openai.omit,
             )
-        except openai.OpenAIError as exc:
+        except Exception as exc:  # also the HTTP library's, for an answer that breaks off (issue 6)
+            if not is_provider_failure(exc):
+                raise
             raise self._error(exc) from None
         text = getattr(result, "text", None)
         if not isinstance(text, str):

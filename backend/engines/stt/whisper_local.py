@@ -5,7 +5,9 @@ downloaded) on one worker thread owned by the engine, and every transcription
 runs there too, one at a time. faster-whisper's ``transcribe`` is lazy: the
 segments generator is consumed inside the worker so the decoding never runs on
 the event loop. Decoding is greedy (beam 1, one temperature) for speed, without
-faster-whisper's own VAD (the app has already cut the utterance).
+faster-whisper's own VAD (the app has already cut the utterance). When the
+language is known and the utterance fits Whisper's 30 s window, the encoder only
+sees the utterance (``short_window``): about ten times faster for a question.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from backend.engines.base import EngineError, Pcm16, ProgressCallback
 from backend.engines.stt.base import STT_SAMPLE_RATE, STTSettings, checked_utterance
+from backend.engines.stt.short_window import ShortWindowDecoder
 from backend.models.whisper_models import WhisperLocation, WhisperModels
 
 log = logging.getLogger("parley.engines.stt")
@@ -31,6 +34,7 @@ DEFAULT_MAX_THREADS: Final = 2
 MIN_AUDIO_S: Final = 0.1
 """Shorter audio holds no word; Whisper would only hallucinate on it."""
 CLOSE_WAIT_S: Final = 30.0
+SHORT_WINDOW_MAX_SAMPLES: Final = 30 * STT_SAMPLE_RATE
 
 
 def default_threads(configured: int) -> int:
@@ -52,6 +56,9 @@ class WhisperLocalSTT:
         self._language: str | None = None
         self._closed = False
         self.threads = default_threads(settings.threads)
+        self.short_window = True
+        """Encode the utterance, not a 30 s window (see ``short_window``): much faster for questions."""
+        self._decoder: ShortWindowDecoder | None = None
 
     @property
     def name(self) -> str:
@@ -129,6 +136,10 @@ class WhisperLocalSTT:
         samples = audio.astype(np.float32) / 32768.0
         started = time.monotonic()
         try:
+            if self._language is not None and self.short_window and audio.size <= SHORT_WINDOW_MAX_SAMPLES:
+                if self._decoder is None:
+                    self._decoder = ShortWindowDecoder(model, self._language)
+                return self._finish(self._decoder.transcribe(samples), audio, started)
             segments, _info = model.transcribe(
                 samples,
                 language=self._language,
@@ -143,6 +154,10 @@ class WhisperLocalSTT:
         except Exception as exc:  # CTranslate2/tokenizer failures on odd input
             log.error("whisper failed on %.1f s of audio: %r", audio.size / STT_SAMPLE_RATE, exc)
             raise EngineError(f"Speech recognition failed: {exc}") from None
+        return self._finish(text, audio, started)
+
+    @staticmethod
+    def _finish(text: str, audio: Pcm16, started: float) -> str:
         text = " ".join(text.split())
         log.debug(
             "transcribed %.1f s in %.2f s: %r", audio.size / STT_SAMPLE_RATE, time.monotonic() - started, text[:80]
@@ -163,6 +178,7 @@ class WhisperLocalSTT:
 
     def _free_on_worker(self) -> None:
         self._model = None
+        self._decoder = None
 
 
 def _language_for(location: WhisperLocation, configured: str) -> str | None:

@@ -21,6 +21,7 @@ from backend.engines.openai_errors import (
     endpoint_for_display,
     engine_error,
     host_for_display,
+    is_provider_failure,
 )
 
 log = logging.getLogger("parley.engines.tts")
@@ -101,6 +102,7 @@ class OpenAISpeechTTS:
         if client is None:
             raise EngineError("The speech engine is not loaded.")
         pcm = PcmAssembler()
+        started = False
         extra = {"speed": self._config.speed} if self._config.speed != 1.0 else {}
         try:
             async with client.audio.speech.with_streaming_response.create(
@@ -111,15 +113,18 @@ class OpenAISpeechTTS:
                 **extra,  # type: ignore[arg-type]
             ) as response:
                 async for data in response.iter_bytes():
+                    started = True
                     samples = pcm.feed(data)
                     if samples is not None:
                         yield samples
-        except openai.OpenAIError as exc:
-            raise self._error(exc) from None
+        except Exception as exc:  # also the HTTP library's, for a body that breaks off or stalls (issue 6)
+            if not is_provider_failure(exc):
+                raise
+            raise self._error(exc, mid_reply=started) from None
         if pcm.leftover:
             log.warning("the speech server sent an odd number of bytes; dropped the last one")
 
-    def _error(self, exc: BaseException) -> EngineError:
+    def _error(self, exc: BaseException, *, mid_reply: bool = False) -> EngineError:
         error = engine_error(
             exc,
             service="speech",
@@ -127,6 +132,7 @@ class OpenAISpeechTTS:
             model=self._config.model,
             api_key=self._api_key,
             key_setting="tts.api_key",
+            mid_reply=mid_reply,
         )
         log.warning("%s", error.user_message)
         return error

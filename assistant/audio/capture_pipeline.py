@@ -1,0 +1,166 @@
+"""From microphone samples to clean 16 kHz speech and voice events (Qt-free, I/O-free).
+
+``CapturePipeline.process(samples, captured_at)`` takes one block from the
+microphone (any rate, with the time its first sample was captured) and:
+
+1. resamples it to 16 kHz;
+2. removes Parley's own voice in 10 ms frames with the echo canceller, giving it as
+   reference what the speakers played at that moment (``PlaybackTap``);
+3. runs voice activity detection (``UtteranceSegmenter``) on the clean audio, through an
+   ``EchoGate`` that ignores what is only the canceller's residue while Parley speaks;
+4. watches for someone starting to speak over the playback (``NearEndDetector``), which
+   is faster than the voice detector when both voices sound at once;
+
+and returns the clean audio, the utterance events, the level for a meter, and how
+long the current pause inside an utterance has lasted. It keeps the last
+``recent_s`` of clean audio for push-to-talk's pre-roll. The tests and the
+benchmark feed it directly; the app feeds it from the microphone's thread.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from assistant.audio.echo_canceller import FRAME_SAMPLES as AEC_FRAME
+from assistant.audio.echo_canceller import EchoCanceller
+from assistant.audio.echo_gate import EchoGate
+from assistant.audio.near_end import NearEndDetector
+from assistant.audio.playback_tap import PlaybackTap
+from assistant.audio.resample import Pcm16, Resampler
+from assistant.audio.vad import FRAME_MS, SAMPLE_RATE, UtteranceSegmenter, VadEvent, level_dbfs
+
+REFERENCE_ADVANCE_S: Final = 0.02
+"""The reference handed with a microphone frame is what played this much *after* it was captured.
+
+The echo canceller only removes echo that comes after its reference; starting the
+reference a little late relative to the capture time keeps clock and latency errors
+from putting the echo ahead of it (the canceller finds the true delay itself).
+"""
+REANCHOR_S: Final = 0.05
+DEFAULT_RECENT_S: Final = 0.5
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """What one block of microphone audio became."""
+
+    audio: Pcm16  # the clean 16 kHz audio of this block (may be empty)
+    events: tuple[VadEvent, ...]
+    level_dbfs: float
+    speaking: bool  # inside an utterance after this block
+    pause_ms: float  # how long the current pause inside the utterance has lasted (0 while speech goes on)
+    captured_at: float  # monotonic capture time of the first sample of ``audio``
+    near_end_onset: bool = False  # someone started speaking over the playback (energy, not yet Silero)
+
+
+class CapturePipeline:
+    """Resampling, echo cancellation and voice detection for one microphone stream."""
+
+    def __init__(
+        self,
+        input_rate: int,
+        segmenter: UtteranceSegmenter,
+        echo: EchoCanceller,
+        tap: PlaybackTap | None = None,
+        *,
+        gate: EchoGate | None = None,
+        near_end: NearEndDetector | None = None,
+        reference_advance_s: float = REFERENCE_ADVANCE_S,
+        recent_s: float = DEFAULT_RECENT_S,
+    ) -> None:
+        self.input_rate = input_rate
+        self.segmenter = segmenter
+        self.echo = echo
+        self.tap = tap
+        self.gate = gate
+        self.near_end = near_end
+        self._advance = reference_advance_s
+        self._resampler = Resampler(input_rate, SAMPLE_RATE)
+        self._anchor: float | None = None  # capture time of 16 kHz sample 0 since the last anchor
+        self._input_anchor = 0.0  # capture time of the first input sample since the last anchor
+        self._reference_origin = 0  # the tap position of 16 kHz sample 0 since the anchor (plus the advance)
+        self._inputs = 0
+        self._outputs = 0  # 16 kHz samples produced since the anchor
+        self._pending = np.zeros(0, dtype=np.int16)  # resampled, not yet a whole 10 ms frame
+        self._recent: deque[Pcm16] = deque()
+        self._recent_samples = 0
+        self._recent_limit = int(recent_s * SAMPLE_RATE)
+        self.reanchors = 0
+
+    def process(self, samples: Pcm16, captured_at: float) -> CaptureResult:
+        """Runs one microphone block through the pipeline; see the module docstring."""
+        block = np.asarray(samples, dtype=np.int16).reshape(-1)
+        if self._anchor is None or self._drifted(captured_at):
+            self._reanchor(captured_at)
+        assert self._anchor is not None
+        self._inputs += block.size
+        resampled = self._resampler.process(block)
+        first_pending = self._outputs - self._pending.size  # 16 kHz index since the anchor
+        first_pending_at = self._anchor + first_pending / SAMPLE_RATE
+        self._outputs += resampled.size
+        data = np.concatenate([self._pending, resampled]) if self._pending.size else resampled
+        whole = data.size - data.size % AEC_FRAME
+        self._pending = data[whole:].copy()
+        clean = np.empty(whole, dtype=np.int16)
+        onset = False
+        for offset in range(0, whole, AEC_FRAME):
+            frame = data[offset : offset + AEC_FRAME]
+            reference = None
+            if self.tap is not None and self.echo.enabled:  # counted on from the anchor: no rounding jitter
+                reference = self.tap.read_at(self._reference_origin + first_pending + offset, AEC_FRAME)
+            if self.gate is not None:
+                self.gate.note(frame, reference)
+            clean[offset : offset + AEC_FRAME] = self.echo.process(frame, reference)
+            if self.near_end is not None and reference is not None:
+                onset = self.near_end.update(frame, clean[offset : offset + AEC_FRAME], reference) or onset
+        events = tuple(self.segmenter.feed(clean)) if whole else ()
+        self._remember(clean)
+        speaking = self.segmenter.speaking
+        pause_ms = self.segmenter.silent_frames * FRAME_MS if speaking else 0.0
+        return CaptureResult(
+            audio=clean,
+            events=events,
+            level_dbfs=level_dbfs(clean),
+            speaking=speaking,
+            pause_ms=pause_ms,
+            captured_at=first_pending_at,
+            near_end_onset=onset,
+        )
+
+    def recent(self, seconds: float) -> Pcm16:
+        """The last ``seconds`` of clean audio (at most ``recent_s``)."""
+        if not self._recent:
+            return np.zeros(0, dtype=np.int16)
+        audio = np.concatenate(list(self._recent))
+        return audio[-int(seconds * SAMPLE_RATE) :] if seconds > 0 else audio[:0]
+
+    def reset_voice(self) -> None:
+        """Forgets any utterance in progress (e.g. after push-to-talk took over)."""
+        self.segmenter.reset()
+
+    def _remember(self, clean: Pcm16) -> None:
+        if not clean.size:
+            return
+        self._recent.append(clean)
+        self._recent_samples += clean.size
+        while self._recent and self._recent_samples - self._recent[0].size >= self._recent_limit:
+            self._recent_samples -= self._recent.popleft().size
+
+    def _drifted(self, captured_at: float) -> bool:
+        expected = self._input_anchor + self._inputs / self.input_rate
+        return abs(captured_at - expected) > REANCHOR_S
+
+    def _reanchor(self, captured_at: float) -> None:
+        if self._anchor is not None:
+            self.reanchors += 1
+        self._resampler = Resampler(self.input_rate, SAMPLE_RATE)
+        self._anchor = captured_at - self._pending.size / SAMPLE_RATE
+        self._input_anchor = captured_at
+        if self.tap is not None:
+            self._reference_origin = self.tap.position(self._anchor + self._advance)
+        self._inputs = 0
+        self._outputs = self._pending.size

@@ -1,0 +1,218 @@
+"""Parley's own voice coming back through the microphone: no barge-in, no question; a person still is heard.
+
+Twenty real piper replies are "played": each block goes to the player's tap as the
+output callback hands it over (the echo canceller's reference), and the microphone
+receives only that playback, delayed, attenuated, with reflections and noise, fed
+through ``VoiceInput`` (the capture path: resampler, echo canceller, Silero VAD,
+hands-free decisions) on the same clock. Then the same echo with a person (espeak-ng)
+speaking over it: the utterance must start a barge-in and be transcribed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.audio.resample import Pcm16, resample
+from assistant.voice_input import VoiceInput, VoiceSettings
+from backend.engines.stt.whisper_local import WhisperLocalSTT
+from backend.models.manager import ModelManager
+from backend.models.whisper_models import WhisperModels
+from tests.fakes.voice import RecordingLink, RecordingListener, ScriptedPlayer
+from tests.integration.conftest import ignore_progress, run_bounded
+from tests.integration.test_whisper_stt import Settings, words
+from tests.spoken import espeak, silence
+
+pytestmark = pytest.mark.slow
+
+RATE = 16000
+VOICE_RATE = 22050
+BLOCK = 160
+PLAYER_BLOCK = 1024  # what the output callback hands over at a time (about 46 ms)
+WRITE_AHEAD_S = 0.06  # the output callback fills blocks this long before they sound
+REPLIES = (
+    "The weather tomorrow looks mild, with light clouds in the morning.",
+    "Paris is the capital of France, and it sits on the river Seine.",
+    "A rainbow forms when sunlight is bent and reflected inside raindrops.",
+    "To make good tea, warm the pot first and use water that has just boiled.",
+    "The moon is about three hundred and eighty thousand kilometres away.",
+    "Bees make honey from nectar, which they store and dry in wax cells.",
+    "Regular exercise strengthens your heart and helps you sleep better.",
+    "Seasons happen because the earth's axis is tilted as it circles the sun.",
+    "Vaccines teach the immune system to recognise a germ before it strikes.",
+    "A refrigerator moves heat out of its box with a circulating refrigerant.",
+    "Start cooking with simple recipes, like pasta, soup or an omelette.",
+    "Save on groceries by planning meals and buying seasonal vegetables.",
+    "Sleep better by keeping a regular bedtime and a dark, quiet bedroom.",
+    "For a weekend hike, pack water, snacks, a map and a warm layer.",
+    "The sky looks blue because air scatters blue light more than red.",
+    "Sure, I can set a timer for ten minutes starting now.",
+    "Here is a fun fact: octopuses have three hearts and blue blood.",
+    "The train to the city leaves every fifteen minutes from platform two.",
+    "Your meeting with Anna is tomorrow at half past nine.",
+    "I hope that helps. Is there anything else you would like to know?",
+)
+
+
+@dataclass(frozen=True)
+class Room:
+    delay_ms: int
+    gain_db: float
+
+
+NEAR = Room(30, -6.0)  # speakers close to the microphone
+ACROSS_THE_DESK = Room(90, -16.0)
+
+
+@pytest.fixture(scope="module")
+def replies(tmp_path_factory: pytest.TempPathFactory) -> list[Pcm16]:
+    """The replies in the packaged piper voice, at its own 22050 Hz."""
+    from piper import PiperVoice
+
+    onnx, config = ModelManager(tmp_path_factory.mktemp("voice-data")).voice_paths("joe")
+    voice = PiperVoice.load(onnx, config_path=config)
+    out = []
+    for text in REPLIES:
+        chunks = list(voice.synthesize(text))
+        assert chunks[0].sample_rate == VOICE_RATE
+        out.append(np.concatenate([c.audio_int16_array for c in chunks]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhisperLocalSTT]:
+    engine = WhisperLocalSTT(Settings(), WhisperModels(tmp_path_factory.mktemp("stt")))
+    run_bounded(engine.load(ignore_progress), 120)
+    yield engine
+    run_bounded(engine.aclose(), 30)
+
+
+def echo_of(played: Pcm16, room: Room, seed: int) -> np.ndarray:
+    """What the microphone hears of ``played`` (16 kHz): direct path, reflections, noise at -55 dBFS."""
+    rng = np.random.default_rng(seed)
+    delay = room.delay_ms * RATE // 1000
+    tail = 50 * RATE // 1000
+    response = np.zeros(delay + tail)
+    gain = 10 ** (room.gain_db / 20)
+    response[delay] = gain
+    response[delay + 1 :] = gain * 0.25 * rng.standard_normal(tail - 1) * np.exp(-np.arange(1, tail) / (0.012 * RATE))
+    echo = np.convolve(played.astype(np.float64), response)[: played.size]
+    return echo + rng.standard_normal(played.size) * 32768 * 10 ** (-55 / 20)
+
+
+class Scene:
+    """One simulated room: the player writes its tap ahead of time, the microphone hears the echo."""
+
+    def __init__(self, voice: VoiceInput, player: ScriptedPlayer) -> None:
+        self.voice = voice
+        self.player = player
+        self.clock = time.monotonic()
+
+    async def play(self, reply: Pcm16, room: Room, seed: int, person: Pcm16 | None = None, at_s: float = 0.0) -> None:
+        """Plays ``reply`` (22050 Hz) and then 1 s of silence; the person speaks ``at_s`` into the reply.
+
+        When voice input flushes the player, the rest of the reply is not played (nor heard).
+        """
+        lead_in = int(0.3 * VOICE_RATE)
+        output = np.concatenate([np.zeros(lead_in, dtype=np.int16), reply, np.zeros(VOICE_RATE, dtype=np.int16)])
+        reply_span = (0.3, 0.3 + reply.size / VOICE_RATE)
+
+        def microphone() -> Pcm16:
+            mic = echo_of(resample(output, VOICE_RATE, RATE), room, seed)
+            if person is not None:
+                begin = int((0.3 + at_s) * RATE)
+                mic[begin : begin + person.size] += person[: mic.size - begin]
+            return np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
+
+        start = self.clock
+        mic16 = microphone()
+        flushes = self.player.flushes
+        written = 0
+        stopped = False
+        for i in range(0, mic16.size - mic16.size % BLOCK, BLOCK):
+            now = start + i / RATE
+            if self.player.flushes != flushes and not stopped:  # barge-in: what was not handed over is gone
+                stopped = True
+                output[written:] = 0
+                mic16 = microphone()
+            while written < output.size and start + written / VOICE_RATE < now + WRITE_AHEAD_S:
+                block = output[written : written + PLAYER_BLOCK]
+                tap = self.player.tap
+                if tap is not None:
+                    tap.write(block, VOICE_RATE, start + written / VOICE_RATE)
+                written += block.size
+            elapsed = now - start
+            if not stopped:
+                self.player.playing = reply_span[0] <= elapsed < reply_span[1]
+                self.player.played = max(0.0, min(elapsed, reply_span[1]) - reply_span[0])
+            self.voice.process_block(mic16[i : i + BLOCK], now)
+            if i % (BLOCK * 4) == 0:
+                await asyncio.sleep(0)
+        self.clock = start + mic16.size / RATE
+        await asyncio.sleep(0.02)
+
+
+def hands_free() -> tuple[VoiceInput, RecordingLink, ScriptedPlayer]:
+    link, player = RecordingLink(), ScriptedPlayer()
+    voice = VoiceInput(link, RecordingListener(), VoiceSettings(), player=lambda: player)
+    voice.attach_loop(asyncio.get_running_loop())
+    voice.open_pipeline(RATE)
+    assert voice.set_hands_free(True)
+    assert player.tap is not None, "voice input gives the player its tap"
+    return voice, link, player
+
+
+@pytest.mark.parametrize("room", [NEAR, ACROSS_THE_DESK], ids=["near", "across-the-desk"])
+def test_twenty_replies_of_echo_trigger_nothing(replies: list[Pcm16], room: Room) -> None:
+    async def scenario() -> None:
+        voice, link, player = hands_free()
+        scene = Scene(voice, player)
+        for n, reply in enumerate(replies):
+            await scene.play(reply, room, seed=n)
+            assert player.flushes == 0 and link.barge_ins == [], f"barge-in on reply {n}"
+            assert voice.false_holds == 0 and not player.held, f"the reply paused for its own echo ({n})"
+            assert link.utterances == [], f"an utterance (and so a transcript) from reply {n}"
+
+    asyncio.run(asyncio.wait_for(scenario(), 240))
+
+
+def test_without_echo_cancellation_the_same_echo_barges_in(replies: list[Pcm16]) -> None:
+    """The check above can fail: the echo alone is heard as speech when nothing cancels it."""
+
+    async def scenario() -> None:
+        link, player = RecordingLink(), ScriptedPlayer()
+        voice = VoiceInput(link, RecordingListener(), VoiceSettings(echo_cancellation=False), player=lambda: player)
+        voice.attach_loop(asyncio.get_running_loop())
+        voice.open_pipeline(RATE)
+        voice.set_hands_free(True)
+        scene = Scene(voice, player)
+        await scene.play(replies[0], NEAR, seed=0)
+        assert link.utterances, "the echo of a reply is speech to the VAD"
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_person_speaking_over_the_echo_barges_in_and_is_understood(
+    replies: list[Pcm16], tiny: WhisperLocalSTT, tmp_path: Path
+) -> None:
+    question = "What about the weekend?"
+    person = np.concatenate([espeak(question), silence(0.2)])
+
+    async def scenario() -> str:
+        voice, link, player = hands_free()
+        scene = Scene(voice, player)
+        await scene.play(replies[1], NEAR, seed=1)  # the canceller has heard a reply before
+        await scene.play(replies[2], NEAR, seed=2, person=person, at_s=1.5)
+        assert player.flushes == 1, "the person's speech stopped the reply"
+        assert len(link.barge_ins) == 1 and 1.4 < link.barge_ins[0] < 2.5, link.barge_ins
+        assert len(link.utterances) == 1 and link.utterances[0].ended
+        return await asyncio.wait_for(tiny.transcribe(link.utterances[0].pcm()), 60)
+
+    text = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert "weekend" in words(text), text  # the start overlapped the reply: its first word may suffer
