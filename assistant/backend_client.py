@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Final
 
 from PySide6.QtCore import QObject, Signal
@@ -110,6 +111,7 @@ class BackendClient(QObject):
         self._connection_state = "stopped"
         self._lost_reason = ""
         self._audio_turn: int | None = None  # the turn whose audio the player has (issue 3)
+        self._stt_s = 0.0  # the current voice turn's transcription time, added to its timings
         self.conversations = ConversationsClient(self._send_request, self)  # stored conversations (issue 4)
         self._engines_configured = False
         # resuming the session when the link drops (issue 6)
@@ -209,6 +211,8 @@ class BackendClient(QObject):
                 self.turn_started.emit(message.turn_id)
                 self.conversations.on_turn_started()
             case Transcript() if message.turn_id == self._turn_id:
+                if message.final:
+                    self._stt_s = message.stt_s
                 self.transcript.emit(message.turn_id, message.text, message.final)
             case TextDelta() if message.turn_id == self._turn_id:
                 self._reply_parts.append(message.text)
@@ -224,7 +228,9 @@ class BackendClient(QObject):
                 self._turn_id = None
                 shown = "".join(self._reply_parts)
                 text = message.text if message.status == "completed" and message.text else shown
-                self.turn_done.emit(message.turn_id, message.status, text, message.timings)
+                timings = replace(message.timings, stt_s=self._stt_s) if self._stt_s else message.timings
+                self._stt_s = 0.0
+                self.turn_done.emit(message.turn_id, message.status, text, timings)
                 self.conversations.on_turn_finished()
             case _ if isinstance(message, SERVER_SESSION_MESSAGES):
                 self.conversations.on_message(message)

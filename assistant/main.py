@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from backend import config as config_module
+from backend import log_redaction
 from backend.config import Config
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = config_module.load()
+    log_redaction.install(  # tokens and keys never reach the logs (issue 6)
+        [config.backend.token, config.llm.api_key, config.tts.api_key, config.stt.api_key],
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.remote:
         config = replace(config, backend=replace(config.backend, url=args.remote))
     backend_args: list[str] = []

@@ -49,9 +49,9 @@ VoiceState: TypeAlias = Literal["off", "listening", "hearing", "recording"]
 """off: the microphone is closed; listening: hands-free, waiting for speech; hearing: an
 utterance is being streamed (hands-free); recording: push-to-talk is held."""
 
-PAUSE_MS: Final = 200
+PAUSE_MS: Final = 120
 """A pause this long inside an utterance lets the backend start on the answer."""
-HOLD_CONFIRM_S: Final = 0.8
+HOLD_CONFIRM_S: Final = 0.4
 """A reply paused for sound over it resumes unless the voice detector hears speech within this time."""
 PRE_ROLL_S: Final = 0.3
 """Push-to-talk also sends this much audio from just before the press."""
@@ -60,6 +60,8 @@ LEVEL_INTERVAL_S: Final = 0.05
 MAX_PENDING_RESULTS: Final = 500
 WORKER_JOIN_S: Final = 2.0
 NOTHING_HEARD: Final = "Nothing was heard while the button was held."
+NOTHING_SAID: Final = "Nothing was heard; Parley stopped listening."
+ONCE_TIMEOUT_S: Final = 8.0
 
 
 class VoiceLink(Protocol):
@@ -169,7 +171,9 @@ class VoiceInput:
         self._paused = False
         self._state: VoiceState = "off"
         self._hold: tuple[float, float] | None = None  # since when the player is paused, heard seconds
-        self.false_holds = 0  # pauses for sound over the reply that was not speech
+        self.holds = 0  # pauses of the reply for sound over it (worker thread)
+        self.false_holds = 0  # of which the voice detector did not confirm speech
+        self._once_since: float | None = None  # listening for one question only, since then
         self.barge_in_armed = False  # read by the worker: hands-free and no push-to-talk
         self.on_step: Callable[[_Step], None] | None = None  # the benchmark's probe
 
@@ -198,11 +202,21 @@ class VoiceInput:
             self.hands_free = True
         else:
             self.hands_free = False
+            self._once_since = None
             self._drop_hands_free_utterance()
             if self._ptt_turn is None:
                 self._close()
         self._rearm()
         self._set_state()
+        return True
+
+    def listen_once(self) -> bool:
+        """Takes one spoken question hands-free (e.g. from the tray menu), then stops listening."""
+        if self.hands_free:
+            return True
+        if not self.set_hands_free(True):
+            return False
+        self._once_since = time.monotonic()
         return True
 
     def press(self) -> bool:
@@ -263,6 +277,7 @@ class VoiceInput:
         """Stops listening and closes the microphone (bounded wait for the worker)."""
         self._ptt_turn = None
         self.hands_free = False
+        self._once_since = None
         self._drop_hands_free_utterance()
         self._close()
         self._set_state()
@@ -306,6 +321,7 @@ class VoiceInput:
                     step.barged_in_at = player.played_seconds
                 elif step.result.near_end_onset:
                     player.held = True  # silent at once; the loop confirms (or resumes) it
+                    self.holds += 1
                     step.held_at = player.played_seconds
         step.done_at = time.monotonic()
         if len(self._steps) >= MAX_PENDING_RESULTS:
@@ -335,13 +351,17 @@ class VoiceInput:
                 self._link.barge_in(step.barged_in_at)
                 self._listener.on_barge_in(step.barged_in_at)
             if step.held_at is not None and self._hold is None:
-                self._hold = (step.done_at, step.held_at)
+                self._hold = (step.result.captured_at, step.held_at)
             if self._hold is not None and (step.result.speaking or step.result.events):
                 self._confirm_hold()
+            elif self._hold is not None and step.result.captured_at - self._hold[0] > HOLD_CONFIRM_S:
+                self._resume_after_hold()  # timed on the capture clock: what the microphone heard meanwhile
             self._follow(step.result)
         now = time.monotonic()
-        if self._hold is not None and now - self._hold[0] > HOLD_CONFIRM_S:
-            self._resume_after_hold()
+        if self._once_since is not None and self._turn is None and now - self._once_since > ONCE_TIMEOUT_S:
+            self._once_since = None
+            self.set_hands_free(False)
+            self._listener.on_problem(NOTHING_SAID)
         if now - self._last_level >= LEVEL_INTERVAL_S and self._pipeline is not None:
             self._last_level = now
             self._listener.on_level(self._level)
@@ -365,6 +385,10 @@ class VoiceInput:
                 self._link.end_utterance(self._turn)
                 self._turn = None
                 self._set_state()
+                if self._once_since is not None:
+                    self._once_since = None
+                    self.set_hands_free(False)
+                    return
         turn = self._turn
         if turn is None:
             return
@@ -493,6 +517,8 @@ class VoiceInput:
         mic, self._mic = self._mic, None
         if mic is not None:
             mic.close()
+        if self._hold is not None:
+            self._resume_after_hold()
         self._pipeline = None
         self._steps.clear()
         self._install_tap()

@@ -4,6 +4,8 @@
 prints one JSON line ``{"ready": true, "url": "ws://HOST:PORT"}`` on stdout once
 listening, loads the models in the background, and serves until SIGINT/SIGTERM.
 The token comes from ``--token`` or the ``PARLEY_TOKEN`` environment variable.
+With ``--tls-cert`` and ``--tls-key`` it serves ``wss://`` (see the README's
+"Running the backend on a server").
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Final
 
 MIN_SECRET_CHARS: Final = 4
 MASK: Final = "***"
-CHATTY_LOGGERS: Final = ("websockets", "httpcore", "hpack")
+CHATTY_LOGGERS: Final = ("websockets", "httpcore", "httpcore2", "hpack")
 """They log raw frames and headers at DEBUG (a frame dump is cut mid-token, beyond exact matching)."""
 
 _FIELDS = re.compile(r'("(?:token|api_key|session_id)"\s*:\s*")(?:[^"\\]|\\.)*("?)', re.IGNORECASE)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Final
 
@@ -57,8 +58,13 @@ class _Prefetch:
     async def _fill(self, engine: LLMEngine) -> None:
         """Copies the engine's stream into the buffer; on cancel or error, stops the engine's stream."""
         stream = engine.stream(self.messages)
+        started = time.monotonic()
+        first = True
         try:
             async for piece in stream:
+                if first:
+                    first = False
+                    log.debug("prefetch: first piece after %.3f s", time.monotonic() - started)
                 await self.queue.put(piece)
             await self.queue.put(_End())
         except EngineError as exc:
@@ -118,6 +124,8 @@ class PrefetchingLLM:
         wanted = list(messages)
         prefetch = self._prefetch
         if prefetch is None or prefetch.expired or prefetch.messages != wanted:
+            if prefetch is not None:
+                log.info("the prefetched reply does not fit the question; writing a new one")
             await self.drop()
             inner = self._engine().stream(wanted)
             try:
@@ -128,6 +136,7 @@ class PrefetchingLLM:
             return
         self._prefetch = None
         prefetch.claim()
+        log.info("continuing a prefetched reply (%d pieces already written)", prefetch.queue.qsize())
         try:
             while not isinstance(item := await prefetch.queue.get(), _End):
                 if isinstance(item, EngineError):

@@ -92,6 +92,7 @@ class Timings:
     llm_s: float = 0.0
     audio_s: float = 0.0
     synth_s: float = 0.0
+    stt_s: float = 0.0  # spoken questions: the final transcription, before the turn (the app fills it in)
 
     @classmethod
     def from_value(cls, value: Any) -> Timings:

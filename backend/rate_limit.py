@@ -41,7 +41,12 @@ class RateLimiter:
         self.flooded = False
 
     def check(self) -> Verdict:
-        """Takes one frame's worth from the bucket and says what to do with the frame."""
+        """Takes one frame's worth from the bucket and says what to do with the frame.
+
+        ``CLOSE`` comes once; after it every frame is dropped.
+        """
+        if self.flooded:
+            return Verdict.DROP
         now = self._clock()
         elapsed = max(0.0, now - self._last)
         self._last = now

@@ -4,6 +4,11 @@ Refuses a wrong token (constant-time compare), an unknown major protocol
 version, any request with a browser ``Origin`` header, a connection that does not
 say ``Hello`` in time, and frames above the size limit. Malformed or unknown
 messages get an ``Error`` reply and the connection goes on.
+
+Server mode (issue 6): every connection lives within ``ConnectionLimits`` (timeouts,
+a rate limit, a send timeout for clients that stop reading), serves ``wss://`` with
+a TLS context, and its session outlives a dropped link for a while so that the client
+can resume it (``backend/resume.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from backend.protocol import (
     ProtocolError,
     Regenerate,
     ResetConversation,
+    ResumeHello,
     UtteranceEnd,
     UtterancePause,
     UtteranceResume,
@@ -188,8 +194,9 @@ class ParleyServer:
         status = StatusRelay(out)  # the hub never waits for a slow client
         limiter = RateLimiter(self._limits)
         self._hub.subscribe(status.publish)
+        resumable = CAPABILITY_RESUME in hello.capabilities or isinstance(hello, ResumeHello)
         try:
-            if CAPABILITY_RESUME in hello.capabilities:
+            if resumable:
                 await self._links.attach(link, hello, out)
             else:
                 await link.output.attach(out, None, None, None)
@@ -208,7 +215,7 @@ class ParleyServer:
             await status.aclose()
             await voice.drop()
             dropped = ws.protocol.close_rcvd is None and not limiter.flooded  # no goodbye from the client
-            keep = dropped and CAPABILITY_RESUME in hello.capabilities
+            keep = dropped and resumable
             kept = await self._links.release(link, generation, keep=keep)
             log.info("connection from %s closed%s", ws.remote_address, " (session kept to resume)" if kept else "")
 
@@ -338,9 +345,12 @@ class ParleyServer:
         history = SessionHistory(self._store, conversation) if self._store is not None else None
         return Session(self._hub, out, conversation, history)
 
-    @staticmethod
-    async def _within_rate(limiter: RateLimiter, ws: ServerConnection, out: WebSocketOutput) -> bool:
-        """True when a frame may be handled; over the limit it is dropped, and a flood closes the link."""
+    async def _within_rate(self, limiter: RateLimiter, ws: ServerConnection, out: WebSocketOutput) -> bool:
+        """True when a frame may be handled; over the limit it is dropped, and a flood closes the link.
+
+        A flooding client is not waited for: without its answer to the close within the
+        close timeout, its connection is cut.
+        """
         verdict = limiter.check()
         if verdict is Verdict.ALLOW:
             return True
@@ -350,5 +360,9 @@ class ParleyServer:
         elif verdict is Verdict.CLOSE:
             log.warning("%s floods: closing its connection", ws.remote_address)
             await out.send(Error(code=ERR_RATE_LIMITED, message="Too many messages: the connection is closed."))
-            await ws.close(CLOSE_POLICY, "rate limit exceeded")
+            try:
+                async with asyncio.timeout(self._limits.close_timeout_s):
+                    await ws.close(CLOSE_POLICY, "rate limit exceeded")
+            except TimeoutError:
+                ws.transport.abort()
         return False

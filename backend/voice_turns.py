@@ -185,6 +185,7 @@ class VoiceTurns:
         except EngineError:
             return  # the final transcription reports it
         if text:
+            log.debug("utterance %d: early transcript %r; writing the reply ahead", utterance.turn_id, text[:60])
             await self._session.llm.prefetch([*self._session.context(), ChatMessage("user", text)])
 
     async def _stop_early(self) -> None:

@@ -41,6 +41,9 @@ reference a little late relative to the capture time keeps clock and latency err
 from putting the echo ahead of it (the canceller finds the true delay itself).
 """
 REANCHOR_S: Final = 0.05
+UNSETTLED_FRAMES: Final = 150
+"""After the echo path changed (a timeline slip), 1.5 s during which the echo canceller re-learns it:
+while something plays then, the microphone is not trusted to hold speech (no barge-in, no utterance)."""
 DEFAULT_RECENT_S: Final = 0.5
 
 
@@ -55,6 +58,7 @@ class CaptureResult:
     pause_ms: float  # how long the current pause inside the utterance has lasted (0 while speech goes on)
     captured_at: float  # monotonic capture time of the first sample of ``audio``
     near_end_onset: bool = False  # someone started speaking over the playback (energy, not yet Silero)
+    unsettled: bool = False  # the echo path just changed: the canceller is re-learning it
 
 
 class CapturePipeline:
@@ -90,6 +94,8 @@ class CapturePipeline:
         self._recent_samples = 0
         self._recent_limit = int(recent_s * SAMPLE_RATE)
         self.reanchors = 0
+        self._disruptions = tap.disruptions if tap is not None else 0
+        self._unsettled = 0  # 10 ms frames left in which the canceller is re-learning
 
     def process(self, samples: Pcm16, captured_at: float) -> CaptureResult:
         """Runs one microphone block through the pipeline; see the module docstring."""
@@ -107,15 +113,20 @@ class CapturePipeline:
         self._pending = data[whole:].copy()
         clean = np.empty(whole, dtype=np.int16)
         onset = False
+        if self.tap is not None and self.tap.disruptions != self._disruptions:
+            self._disruptions = self.tap.disruptions
+            self._unsettled = UNSETTLED_FRAMES
+        unsettled = self._unsettled > 0
         for offset in range(0, whole, AEC_FRAME):
             frame = data[offset : offset + AEC_FRAME]
             reference = None
             if self.tap is not None and self.echo.enabled:  # counted on from the anchor: no rounding jitter
                 reference = self.tap.read_at(self._reference_origin + first_pending + offset, AEC_FRAME)
+            self._unsettled = max(0, self._unsettled - 1)
             if self.gate is not None:
-                self.gate.note(frame, reference)
+                self.gate.note(frame, reference, distrust=self._unsettled > 0)
             clean[offset : offset + AEC_FRAME] = self.echo.process(frame, reference)
-            if self.near_end is not None and reference is not None:
+            if self.near_end is not None and reference is not None and self._unsettled == 0:
                 onset = self.near_end.update(frame, clean[offset : offset + AEC_FRAME], reference) or onset
         events = tuple(self.segmenter.feed(clean)) if whole else ()
         self._remember(clean)
@@ -129,6 +140,7 @@ class CapturePipeline:
             pause_ms=pause_ms,
             captured_at=first_pending_at,
             near_end_onset=onset,
+            unsettled=unsettled,
         )
 
     def recent(self, seconds: float) -> Pcm16:
@@ -157,6 +169,7 @@ class CapturePipeline:
     def _reanchor(self, captured_at: float) -> None:
         if self._anchor is not None:
             self.reanchors += 1
+            self._unsettled = UNSETTLED_FRAMES
         self._resampler = Resampler(self.input_rate, SAMPLE_RATE)
         self._anchor = captured_at - self._pending.size / SAMPLE_RATE
         self._input_anchor = captured_at

@@ -39,23 +39,33 @@ class EchoGate:
         self._raw: deque[Pcm16] = deque()
         self._raw_samples = 0
         self._echo: deque[bool] = deque()  # one flag per 10 ms of ``_raw``: echo was possible then
+        self._distrusted: deque[bool] = deque()  # ...and the canceller was re-learning
         self._since_sound = ECHO_TAIL_FRAMES
         self.gated_frames = 0
 
-    def note(self, raw: Pcm16, reference: Pcm16 | None) -> None:
-        """Pipeline side: the raw microphone audio of the next cleaned samples, and what played meanwhile."""
+    def note(self, raw: Pcm16, reference: Pcm16 | None, *, distrust: bool = False) -> None:
+        """Pipeline side: the raw microphone audio of the next cleaned samples, and what played meanwhile.
+
+        ``distrust``: the canceller is re-learning the echo path; while echo is possible, nothing is speech.
+        """
         playing = reference is not None and bool(np.any(reference))
         self._since_sound = 0 if playing else self._since_sound + 1
         self._raw.append(raw)
         self._raw_samples += raw.size
-        self._echo.append(self._since_sound < ECHO_TAIL_FRAMES)
+        echo_possible = self._since_sound < ECHO_TAIL_FRAMES
+        self._echo.append(echo_possible and not distrust)
+        self._distrusted.append(echo_possible and distrust)
         while self._raw_samples > MAX_PENDING:  # never unbounded, even if the scorer stopped asking
             self._raw_samples -= self._raw.popleft().size
             self._echo.popleft()
+            self._distrusted.popleft()
 
     def probability(self, frame: Pcm16) -> float:
         probability = self._scorer.probability(frame)
-        raw, echo_possible = self._take(frame.size)
+        raw, echo_possible, distrusted = self._take(frame.size)
+        if distrusted:
+            self.gated_frames += 1
+            return 0.0
         if echo_possible and probability > 0.0:
             kept = float(np.mean(np.square(frame.astype(np.float64)))) + 1.0
             heard = float(np.mean(np.square(raw.astype(np.float64)))) + 1.0 if raw.size else kept
@@ -68,17 +78,19 @@ class EchoGate:
         self._scorer.reset()
         self._raw.clear()
         self._echo.clear()
+        self._distrusted.clear()
         self._raw_samples = 0
 
-    def _take(self, count: int) -> tuple[Pcm16, bool]:
+    def _take(self, count: int) -> tuple[Pcm16, bool, bool]:
         parts: list[Pcm16] = []
-        echo = False
+        echo = distrusted = False
         needed = count
         while needed > 0 and self._raw:
             head = self._raw[0]
             if head.size <= needed:
                 parts.append(self._raw.popleft())
                 echo = self._echo.popleft() or echo
+                distrusted = self._distrusted.popleft() or distrusted
                 needed -= head.size
                 self._raw_samples -= head.size
             else:
@@ -86,6 +98,7 @@ class EchoGate:
                 self._raw[0] = head[needed:]
                 self._raw_samples -= needed
                 echo = self._echo[0] or echo
+                distrusted = self._distrusted[0] or distrusted
                 needed = 0
         raw = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-        return raw, echo
+        return raw, echo, distrusted

@@ -43,6 +43,8 @@ class PlaybackTap:
         self._inputs = 0  # input samples since the anchor
         self._outputs = 0  # 16 kHz samples since the anchor
         self.reanchors = 0
+        self.disruptions = 0
+        """Times the played timeline slipped (re-anchored, or the device ran dry); the player adds its own."""
 
     def position(self, at: float) -> int:
         """The timeline position (16 kHz samples) of monotonic time ``at``."""
@@ -85,6 +87,7 @@ class PlaybackTap:
     def _anchor(self, sample_rate: int, dac_time: float) -> None:
         if self._resampler is not None:
             self.reanchors += 1
+            self.disruptions += 1
         self._resampler = Resampler(sample_rate, RATE)
         self._source_rate = sample_rate
         self._anchor_time = dac_time

@@ -258,6 +258,8 @@ class AudioPlayer:
         self._last_block = time.monotonic()
         if status.output_underflow:
             self._device_underflows += 1
+            if self.tap is not None:
+                self.tap.disruptions += 1  # the played timeline slipped: the echo canceller must re-learn
         ring = self._ring
         if ring is None:
             outdata.fill(0)

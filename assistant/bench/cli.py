@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     voice.add_argument("--barge-ins", type=int, default=10, help="how many times to speak over a reply")
     voice.add_argument("--ready-timeout", type=float, default=900.0)
     voice.add_argument("--json", dest="json_path", default=None, help="also write the figures to this file")
+    voice.add_argument("--verbose", action="store_true", help="show the backend's and the voice input's log")
     return parser
 
 
@@ -55,6 +56,10 @@ def _voice(args: argparse.Namespace) -> int:
     """``voice``: run, print, and write the figures when asked (issue 3)."""
     from assistant.bench.virtual_room import RoomUnavailable
     from assistant.bench.voice_bench import bench_voice, print_voice_report
+
+    if args.verbose:
+        for name in ("parley.backend", "parley.app.voice", "parley.bench.voice"):
+            logging.getLogger(name).setLevel(logging.INFO)
 
     try:
         bench = bench_voice(args.llm_model, args.stt_model, args.questions, args.barge_ins, args.ready_timeout)

@@ -143,7 +143,7 @@ class CaptureLog:
                 self._samples += result.audio.size
             while self._samples > self._limit:
                 self._samples -= self._blocks.popleft()[1].size
-        if step.barged_in_at is not None:
+        if step.barged_in_at is not None or step.held_at is not None:
             self.barge_in_detected.append(step.done_at)
 
     def locate(self, spoken: Pcm16, after: float, before: float) -> float | None:
@@ -188,6 +188,7 @@ class QuestionRun:
     first_sound_at: float | None = None
     stt_s: float = 0.0
     false_triggers: int = 0
+    backend_ttfa_s: float | None = None  # the backend's turn start -> first audio frame sent
 
     def since_end(self, at: float | None) -> float | None:
         return None if at is None or self.speech_end_at is None else at - self.speech_end_at
@@ -215,6 +216,7 @@ class VoiceBenchRun:
     questions: list[QuestionRun] = field(default_factory=list)
     barge_ins: list[BargeInRun] = field(default_factory=list)
     output_latency_s: float = 0.0
+    diagnostics: dict[str, int] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         answered = [q for q in self.questions if q.speech_end_at is not None]
@@ -241,6 +243,7 @@ class VoiceBenchRun:
             "wer": round(word_error_rate([q.text for q in self.questions], [q.transcript for q in self.questions]), 4),
             "output_latency_s": round(self.output_latency_s, 4),
             "failed": [q.text for q in self.questions if q.status != "completed"],
+            "diagnostics": self.diagnostics,
             "transcripts": [q.transcript for q in self.questions],
         }
 
@@ -296,6 +299,7 @@ class _Bench:
         run.false_triggers = len(new) - 1 + len(self.client.barge_ins) - barge_ins
         run.transcript, run.status, run.stt_s = record.transcript or "", record.status, record.stt_s
         run.end_sent_at, run.transcript_at = record.ended_at, record.transcript_at
+        run.backend_ttfa_s = record.timings.ttfa_s
         heard_at = self.capture.locate(spoken.audio, played_at - 0.5, played_at + spoken.audio.size / RATE + 2.0)
         if heard_at is not None:
             run.speech_end_at = heard_at + spoken.voiced_end_s
@@ -374,13 +378,20 @@ async def bench_voice(
                 print(
                     f"  question {i:2d}/{len(questions)} v2v {_ms(run.since_end(run.first_sound_at))}"
                     f" end detected {_ms(run.since_end(run.end_sent_at))} stt {_ms(run.stt_s)}"
+                    f" transcript {_ms(run.since_end(run.transcript_at))} backend ttfa {_ms(run.backend_ttfa_s)}"
                     f" false triggers {run.false_triggers} {run.status}: {run.transcript!r}",
                     file=sys.stderr,
                     flush=True,
                 )
             for i in range(barge_in_count):
                 spoken = interruptions[i % len(interruptions)]
-                barge = await bench.barge_in(spoken, after_s=1.5 + 0.37 * (i % 4))
+                try:
+                    barge = await bench.barge_in(spoken, after_s=1.5 + 0.37 * (i % 4))
+                except TimeoutError:
+                    log.warning("barge-in trial %d did not get a reply playing; skipped", i + 1)
+                    client.stop()
+                    result.barge_ins.append(BargeInRun())
+                    continue
                 result.barge_ins.append(barge)
                 detected = barge.detected_at - barge.onset_at if barge.detected_at and barge.onset_at else None
                 print(
@@ -390,6 +401,13 @@ async def bench_voice(
                     flush=True,
                 )
         finally:
+            result.diagnostics = {
+                "holds": voice.holds,
+                "false_holds": voice.false_holds,
+                "player_underruns": player.underruns,
+                "device_underflows": player.device_underflows,
+                "tap_reanchors": voice.playback_tap.reanchors,
+            }
             voice.close()
             if connection is not None:
                 await connection.close()
@@ -417,5 +435,6 @@ def print_voice_report(figures: dict[str, Any]) -> None:
     print(f"  {'echo false triggers':48s} {figures['echo_false_triggers']}")
     print(f"  {'WER':48s} {figures['wer'] * 100:.1f}%")
     print(f"  {'output device latency':48s} {figures['output_latency_s']} s")
+    print(f"  {'diagnostics':48s} {figures['diagnostics']}")
     if figures["failed"]:
         print(f"  failed questions: {figures['failed']}")

@@ -5,6 +5,7 @@ message for every way it can fail (no server, wrong token, other protocol, timeo
 from __future__ import annotations
 
 import socket
+import ssl
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -67,6 +68,12 @@ def explain_failure(exc: Exception, url: str, timeout_s: float) -> ConnectionFai
         return ConnectionFailed(f"No answer from {where} within {timeout_s:g} s.", "timeout")
     if isinstance(exc, InvalidURI):
         return ConnectionFailed(f"{url!r} is not a websocket address (ws://host:port).", "unreachable")
+    if isinstance(exc, ssl.SSLCertVerificationError):  # server mode (issue 6)
+        return ConnectionFailed(
+            f"The TLS certificate of {where} is not trusted ({exc.verify_message or exc}): use a certificate from "
+            "a known authority, or start Parley with SSL_CERT_FILE pointing at your own authority's certificate.",
+            "unreachable",
+        )
     if isinstance(exc, ConnectionRefusedError):
         return ConnectionFailed(f"Cannot reach {where}: nothing is listening there.", "unreachable")
     if isinstance(exc, socket.gaierror):

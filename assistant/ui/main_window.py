@@ -22,14 +22,17 @@ from assistant.ui.conversation_controller import ConversationController
 from assistant.ui.error_banner import ErrorBanner
 from assistant.ui.icons import app_icon
 from assistant.ui.input_box import InputBox
+from assistant.ui.push_to_talk import PushToTalkKeys
 from assistant.ui.settings_dialog import SettingsContext, SettingsDialog
 from assistant.ui.sidebar import ConversationSidebar
 from assistant.ui.status_indicator import StatusIndicator
 from assistant.ui.status_logic import Activity, indicator_for
 from assistant.ui.timeline import TimelineDialog
 from assistant.ui.tray import ParleyTray
+from assistant.ui.voice_controls import HandsFreeSwitch, MicButton, PartialTranscript
+from assistant.voice_controller import VoiceController
 from backend.config import Config
-from backend.protocol import Timings
+from backend.protocol import NO_SPEECH_MESSAGE, Timings
 
 log = logging.getLogger("parley.app.ui")
 
@@ -99,6 +102,7 @@ class MainWindow(QMainWindow):
         self._refresh()
         self.input.setFocus()
         self._install_conversations_and_settings(settings)
+        self._install_voice(bottom, layout)
 
     # ---- actions --------------------------------------------------------------------
 
@@ -350,3 +354,80 @@ class MainWindow(QMainWindow):
     def set_mic_level(self, dbfs: float) -> None:
         """The microphone level in dBFS, for the meter shown while listening."""
         self.status.set_level(dbfs)
+
+    # ---- speaking instead of typing (issue 3) -------------------------------------------
+
+    def _install_voice(self, bottom: QHBoxLayout, layout: QVBoxLayout) -> None:
+        """The push-to-talk button and shortcut, the hands-free switch and the partial transcript."""
+        audio = self._client.config.audio
+        self.voice = VoiceController(self._client, self)
+        self.ptt_keys = PushToTalkKeys(audio.push_to_talk_shortcut, self)
+        self.mic_button = MicButton(self.ptt_keys.shortcut, self)
+        self.hands_free = HandsFreeSwitch(self)
+        self.voice_partial = PartialTranscript(self)
+        bottom.insertWidget(1, self.mic_button, 0, Qt.AlignmentFlag.AlignBottom)
+        bottom.insertWidget(2, self.hands_free, 0, Qt.AlignmentFlag.AlignBottom)
+        layout.insertWidget(layout.indexOf(self.chat) + 1, self.voice_partial)
+        self.mic_button.pressed.connect(self.voice.press)
+        self.mic_button.released.connect(self.voice.release)
+        self.ptt_keys.pressed.connect(self.voice.press)
+        self.ptt_keys.released.connect(self.voice.release)
+        self.hands_free.toggled.connect(self._on_hands_free)
+        self.push_to_talk_requested.connect(self.voice.listen_once)
+        self.voice.state_changed.connect(self._on_voice_state)
+        self.voice.level_changed.connect(self.set_mic_level)
+        self.voice.problem.connect(lambda text: self.banner.show_message("voice", text, "notice"))
+        self.voice.barged_in.connect(lambda _heard: self._on_playback(self._client.is_playing))
+        self._client.transcript.connect(self._on_transcript)
+        self._client.status_changed.connect(lambda *_: self._refresh_voice())
+        self._client.config_changed.connect(self._on_voice_config)
+        self.closed.connect(self.voice.close)
+        self._refresh_voice()
+
+    def _on_hands_free(self, on: bool) -> None:
+        if on and not self.voice.set_hands_free(True):
+            self.hands_free.setChecked(False)  # the problem is in the banner
+        elif not on:
+            self.voice.set_hands_free(False)
+
+    def _on_voice_state(self, state: str) -> None:
+        self.mic_button.set_recording(state == "recording")
+        taking = state in ("hearing", "recording")
+        if taking:
+            self.banner.clear("voice")
+            self.voice_partial.show_partial("")
+        self.set_listening(taking)
+        if self.hands_free.isChecked() != self.voice.hands_free:
+            self.hands_free.setChecked(self.voice.hands_free)
+
+    def _on_transcript(self, turn_id: int, text: str, final: bool) -> None:
+        if not final:
+            self.voice_partial.show_partial(text)
+            return
+        self.voice_partial.clear_partial()
+        if not text:
+            self.banner.show_message("voice", f"{NO_SPEECH_MESSAGE} Please say it again.", "notice")
+            return
+        for key in ("voice", "send", "provider"):
+            self.banner.clear(key)
+        self.chat.add_user_message(text)
+        self.chat.begin_reply(turn_id)
+        self._activity.turn_running = True
+        self._activity.has_text = False
+        self._refresh()
+
+    def _on_voice_config(self, config: object) -> None:
+        if isinstance(config, Config) and self.ptt_keys.set_shortcut(config.audio.push_to_talk_shortcut):
+            self.mic_button.set_shortcut_hint(self.ptt_keys.shortcut)
+
+    def _refresh_voice(self) -> None:
+        """Voice controls work once the backend can recognize speech; they say why not otherwise."""
+        status = self._client.backend_status
+        available = self._client.voice_available
+        for control in (self.mic_button, self.hands_free):
+            control.setEnabled(available)
+        if not available and status is not None and status.state == "ready":
+            reason = status.detail or "this backend has no speech recognition"
+            self.hands_free.setToolTip(f"Voice input is unavailable: {reason}")
+        if not available and self.voice.hands_free:
+            self.voice.set_hands_free(False)

@@ -109,7 +109,7 @@ def test_slow_and_partial_requests_are_cut_off_in_time(kind: str) -> None:
         (json.dumps({"type": "hello", "version": p.PROTOCOL_VERSION}), p.ERR_STATE, CLOSE_PROTOCOL),
         (json.dumps({"type": "hello", "version": p.PROTOCOL_VERSION, "token": 12345}), p.ERR_STATE, CLOSE_PROTOCOL),
         (p.Hello(version=p.PROTOCOL_VERSION, token="t" * 60_000).to_wire(), p.ERR_AUTH, CLOSE_AUTH),
-        (p.ResumeHello(version=p.PROTOCOL_VERSION, token="wrong", session_id="x" * 24).to_wire(), p.ERR_AUTH, CLOSE_AUTH),
+        (p.ResumeHello(version=p.PROTOCOL_VERSION, token="bad", session_id="x" * 24).to_wire(), p.ERR_AUTH, CLOSE_AUTH),
     ],
     ids=["wrong token", "empty token", "missing token", "token of the wrong type", "huge token", "resume, wrong token"],
 )
@@ -143,7 +143,9 @@ def test_browser_origins_are_refused_before_the_websocket_opens(origin: str) -> 
 
 
 def test_a_flood_is_rate_limited_then_closed_while_other_sessions_go_on() -> None:
-    limits = ConnectionLimits(messages_per_s=50, burst=20, flood_drops=300, flood_window_s=10.0, warn_interval_s=0.5)
+    limits = ConnectionLimits(
+        messages_per_s=50, burst=20, flood_drops=300, flood_window_s=10.0, warn_interval_s=0.5, close_timeout_s=1.0
+    )
 
     async def scenario() -> None:
         async with serving(limits) as live, connect(live.url) as flooder:
@@ -229,7 +231,10 @@ def test_secrets_never_appear_in_logs_or_messages(tmp_path: Path) -> None:
                                               api_key=API_KEY)
                     await ws.send(p.Configure(llm=engine, tts=p.EngineSettings(provider="off"),
                                               stt=p.EngineSettings(provider="off")).to_wire())
-                    received.append(str(await asyncio.wait_for(ws.recv(), T)))
+                    await ws.send(p.ListConversations().to_wire())
+                    async with asyncio.timeout(T):
+                        while '"conversation_list"' not in (raw := str(await ws.recv())):
+                            received.append(raw)
             finally:
                 proc.terminate()
                 await asyncio.wait_for(proc.wait(), 30)

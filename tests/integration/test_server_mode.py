@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
-from assistant.net.backend_connection import BackendConnection
+from assistant.net.backend_connection import BackendConnection, ConnectionFailed
 from backend import protocol as p
 from backend.engines.base import ChatMessage, ProgressCallback
 from backend.limits import ConnectionLimits
@@ -81,7 +81,10 @@ def test_tls_serves_wss_to_a_client_that_trusts_the_certificate(
             with pytest.raises((InvalidMessage, ConnectionClosed, OSError)):
                 async with connect(plain, open_timeout=5):
                     pass
-            # the app's own connection, trusting the certificate through SSL_CERT_FILE
+            # the app's own connection: refused with a clear message, then trusting the certificate
+            with pytest.raises(ConnectionFailed) as untrusted:
+                await BackendConnection(live.url, TOKEN, Sink()).connect(10.0)
+            assert "is not trusted" in str(untrusted.value) and "SSL_CERT_FILE" in str(untrusted.value)
             monkeypatch.setenv("SSL_CERT_FILE", str(cert))
             sink = Sink()
             connection = BackendConnection(live.url, TOKEN, sink)
@@ -197,7 +200,7 @@ class FloodingLLM:
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         if "flood" in messages[-1].content:
             self.floods += 1
-            for _ in range(2000):
+            while True:  # until the server cuts the stuck client off and cancels the turn
                 await asyncio.sleep(0)
                 yield "x" * 4000
         else:

@@ -1,0 +1,64 @@
+"""``CapturePipeline``: resampling, echo cancellation against the player's tap, voice events, timing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from assistant.audio.capture_pipeline import UNSETTLED_FRAMES, CapturePipeline
+from assistant.audio.echo_canceller import EchoCanceller
+from assistant.audio.echo_gate import EchoGate
+from assistant.audio.playback_tap import PlaybackTap
+from assistant.audio.resample import resample
+from assistant.audio.vad import SileroVad, UtteranceSegmenter
+from tests.spoken import espeak, silence
+
+T0 = 1000.0
+
+
+def feed(pipeline: CapturePipeline, audio: np.ndarray, rate: int, start: float, block_s: float = 0.01) -> list:
+    block = int(rate * block_s)
+    return [pipeline.process(audio[i : i + block], start + i / rate) for i in range(0, audio.size, block)]
+
+
+def test_a_48k_microphone_is_resampled_and_speech_becomes_one_utterance() -> None:
+    speech = np.concatenate([silence(0.5), espeak("Please play some quiet music."), silence(1.0)])
+    pipeline = CapturePipeline(48000, UtteranceSegmenter(SileroVad()), EchoCanceller(enabled=False))
+    results = feed(pipeline, resample(speech, 16000, 48000), 48000, T0)
+    kinds = [e.kind for r in results for e in r.events]
+    assert kinds.count("start") == 1 and kinds.count("end") == 1
+    clean = np.concatenate([r.audio for r in results])
+    assert abs(clean.size - speech.size) <= 480
+    assert all(b.captured_at >= a.captured_at for a, b in zip(results, results[1:], strict=False))
+    assert abs(results[-1].captured_at - (T0 + (speech.size - 160) / 16000)) < 0.02
+    assert max(r.level_dbfs for r in results) > -30 and min(r.level_dbfs for r in results if r.audio.size) < -90
+    assert pipeline.recent(0.3).size == int(0.3 * 16000)
+
+
+def test_the_echo_of_what_the_tap_played_is_removed() -> None:
+    reply = espeak("The weather tomorrow looks mild, with light clouds in the morning and sun after lunch.")
+    tap = PlaybackTap(seconds=20, clock=lambda: T0)
+    for i in range(0, reply.size, 1024):  # the player wrote its blocks 60 ms ahead of the microphone
+        tap.write(reply[i : i + 1024], 16000, T0 + i / 16000)
+    delay = int(0.03 * 16000)
+    echo = np.concatenate([np.zeros(delay, dtype=np.int16), (reply[:-delay] * 0.5).astype(np.int16)])
+    segmenter = UtteranceSegmenter(EchoGate(SileroVad()))
+    gate = segmenter._scorer
+    assert isinstance(gate, EchoGate)
+    pipeline = CapturePipeline(16000, segmenter, EchoCanceller(), tap, gate=gate)
+    results = feed(pipeline, echo, 16000, T0)
+    clean = np.concatenate([r.audio for r in results]).astype(np.float64)
+    later = slice(16000, clean.size)  # after the canceller's first second
+    removed = 10 * np.log10(np.mean(echo[later].astype(np.float64) ** 2) / (np.mean(clean[later] ** 2) + 1))
+    assert removed > 20, f"only {removed:.0f} dB of echo removed"
+    assert not [e for r in results for e in r.events if e.kind == "start"], "the echo is not an utterance"
+
+
+def test_after_a_slip_of_the_played_timeline_the_microphone_is_not_trusted_for_a_while() -> None:
+    tap = PlaybackTap(seconds=5, clock=lambda: T0)
+    pipeline = CapturePipeline(16000, UtteranceSegmenter(SileroVad()), EchoCanceller(), tap)
+    assert not feed(pipeline, silence(0.1), 16000, T0)[-1].unsettled
+    tap.disruptions += 1  # the player's device ran dry
+    steps = feed(pipeline, silence(2.0), 16000, T0 + 0.1)
+    unsettled = [r.unsettled for r in steps]
+    assert unsettled[0] and not unsettled[-1]
+    assert sum(unsettled) * 160 <= UNSETTLED_FRAMES * 160 + 160
