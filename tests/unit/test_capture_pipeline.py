@@ -41,10 +41,8 @@ def test_the_echo_of_what_the_tap_played_is_removed() -> None:
         tap.write(reply[i : i + 1024], 16000, T0 + i / 16000)
     delay = int(0.03 * 16000)
     echo = np.concatenate([np.zeros(delay, dtype=np.int16), (reply[:-delay] * 0.5).astype(np.int16)])
-    segmenter = UtteranceSegmenter(EchoGate(SileroVad()))
-    gate = segmenter._scorer
-    assert isinstance(gate, EchoGate)
-    pipeline = CapturePipeline(16000, segmenter, EchoCanceller(), tap, gate=gate)
+    gate = EchoGate(SileroVad())
+    pipeline = CapturePipeline(16000, UtteranceSegmenter(gate), EchoCanceller(), tap, gate=gate)
     results = feed(pipeline, echo, 16000, T0)
     clean = np.concatenate([r.audio for r in results]).astype(np.float64)
     later = slice(16000, clean.size)  # after the canceller's first second

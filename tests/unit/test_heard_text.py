@@ -43,7 +43,8 @@ def test_text_shared_by_segments_of_one_chunk_is_split_by_their_length() -> None
 def test_a_turn_records_what_each_segment_said_and_cuts_to_it(heard_s: float) -> None:
     pieces = ["Paris", " is", " the", " capital", " of", " France.", " It", " sits", " on", " the", " Seine."]
     tts = ToneTTS(sample_rate=16000, seconds_per_word=0.1)
-    turn = Turn(TurnRequest(1, "Capital?", [ChatMessage("system", "Brief.")]), ScriptedLLM(pieces), tts, RecordingOutput())
+    request = TurnRequest(1, "Capital?", [ChatMessage("system", "Brief.")])
+    turn = Turn(request, ScriptedLLM(pieces), tts, RecordingOutput())
     asyncio.run(asyncio.wait_for(turn.run(), 10))
     full = turn.reply
     assert [full[s.text_start : s.text_end].split() for s in turn.spans] == [seg.split() for seg in tts.segments]
