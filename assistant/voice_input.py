@@ -42,6 +42,7 @@ from assistant.audio.playback_tap import PlaybackTap
 from assistant.audio.resample import Pcm16
 from assistant.audio.vad import SileroVad, UtteranceSegmenter, VadError
 from assistant.net.backend_connection import AskRefused
+from backend.protocol import MAX_UTTERANCE_S, VOICE_SAMPLE_RATE
 
 log = logging.getLogger("parley.app.voice")
 
@@ -51,7 +52,7 @@ utterance is being streamed (hands-free); recording: push-to-talk is held."""
 
 PAUSE_MS: Final = 120
 """A pause this long inside an utterance lets the backend start on the answer."""
-HOLD_CONFIRM_S: Final = 0.4
+HOLD_CONFIRM_S: Final = 0.8
 """A reply paused for sound over it resumes unless the voice detector hears speech within this time."""
 PRE_ROLL_S: Final = 0.3
 """Push-to-talk also sends this much audio from just before the press."""
@@ -61,6 +62,8 @@ MAX_PENDING_RESULTS: Final = 500
 WORKER_JOIN_S: Final = 2.0
 NOTHING_HEARD: Final = "Nothing was heard while the button was held."
 NOTHING_SAID: Final = "Nothing was heard; Parley stopped listening."
+TOO_LONG: Final = f"A question can be at most {MAX_UTTERANCE_S:.0f} seconds long; what you said so far was sent."
+MAX_UTTERANCE_SAMPLES: Final = int(MAX_UTTERANCE_S * VOICE_SAMPLE_RATE)
 ONCE_TIMEOUT_S: Final = 8.0
 
 
@@ -174,6 +177,10 @@ class VoiceInput:
         self.holds = 0  # pauses of the reply for sound over it (worker thread)
         self.false_holds = 0  # of which the voice detector did not confirm speech
         self._once_since: float | None = None  # listening for one question only, since then
+        self._sent_turn: int | None = None  # the voice turn whose audio is being counted
+        self._sent = 0  # samples sent for it
+        self._send_later: list[int] = []  # turns that reached the length limit, to be ended
+        self._draining = False
         self.barge_in_armed = False  # read by the worker: hands-free and no push-to-talk
         self.on_step: Callable[[_Step], None] | None = None  # the benchmark's probe
 
@@ -249,7 +256,8 @@ class VoiceInput:
         turn, self._ptt_turn = self._ptt_turn, None
         if turn is None:
             return
-        self._drain()  # what was captured up to the release belongs to the turn
+        if not self._draining:
+            self._drain()  # what was captured up to the release belongs to the turn
         if self._ptt_heard_speech:
             self._link.end_utterance(turn)
         else:
@@ -343,6 +351,13 @@ class VoiceInput:
 
     def _drain(self) -> None:
         self._drain_scheduled = False
+        self._draining = True
+        try:
+            self._drain_steps()
+        finally:
+            self._draining = False
+
+    def _drain_steps(self) -> None:
         self._install_tap()
         while self._steps:
             step = self._steps.popleft()
@@ -352,11 +367,13 @@ class VoiceInput:
                 self._listener.on_barge_in(step.barged_in_at)
             if step.held_at is not None and self._hold is None:
                 self._hold = (step.result.captured_at, step.held_at)
+                log.info("paused the reply after %.2f s: someone may be speaking over it", step.held_at)
             if self._hold is not None and (step.result.speaking or step.result.events):
                 self._confirm_hold()
             elif self._hold is not None and step.result.captured_at - self._hold[0] > HOLD_CONFIRM_S:
                 self._resume_after_hold()  # timed on the capture clock: what the microphone heard meanwhile
             self._follow(step.result)
+            self._end_full_utterances()
         now = time.monotonic()
         if self._once_since is not None and self._turn is None and now - self._once_since > ONCE_TIMEOUT_S:
             self._once_since = None
@@ -399,14 +416,29 @@ class VoiceInput:
             self._paused = False
             self._link.resume_utterance(turn)
 
+    def _end_full_utterances(self) -> None:
+        """An utterance as long as the backend takes ends there: its words are sent, the rest is not."""
+        full, self._send_later = self._send_later, []
+        for turn in full:
+            if turn == self._ptt_turn:
+                self._listener.on_problem(TOO_LONG)
+                self.release()
+            elif turn == self._turn:
+                self._listener.on_problem(TOO_LONG)
+                self._link.end_utterance(turn)
+                self._turn = None
+                self._reset_voice()
+                self._set_state()
+
     def _confirm_hold(self) -> None:
         """The sound over the reply is speech: the paused reply is dropped and interrupted."""
         assert self._hold is not None
         _, heard = self._hold
         self._hold = None
         player = self._player()
-        if player is not None:
-            player.flush()
+        if player is None or not player.held:
+            return  # the paused reply was already stopped or replaced (Stop, a new question)
+        player.flush()
         self._link.barge_in(heard)
         self._listener.on_barge_in(heard)
 
@@ -452,8 +484,16 @@ class VoiceInput:
             self._listener.on_barge_in(heard)
 
     def _send(self, turn: int, audio: Pcm16) -> None:
+        """Streams audio of ``turn``; an utterance that reaches the protocol's limit is ended there."""
+        room = MAX_UTTERANCE_SAMPLES - self._sent if turn == self._sent_turn else MAX_UTTERANCE_SAMPLES
+        if turn != self._sent_turn:
+            self._sent_turn, self._sent = turn, 0
+        audio = audio[: max(0, room)]
         if audio.size:
+            self._sent += audio.size
             self._link.utterance_audio(turn, audio.astype("<i2", copy=False).tobytes())
+        if self._sent >= MAX_UTTERANCE_SAMPLES:
+            self._send_later.append(turn)
 
     def _rearm(self) -> None:
         self.barge_in_armed = self.hands_free and self._ptt_turn is None

@@ -49,6 +49,17 @@ def silence(seconds: float) -> Pcm16:
     return np.zeros(int(seconds * RATE), dtype=np.int16)
 
 
+def spoken_wav(path: Path, text: str, *, tail_s: float = 0.2) -> Path:
+    """Writes ``text`` spoken by espeak-ng as a 16 kHz mono WAV, 0.2 s of silence before and ``tail_s`` after."""
+    audio = np.concatenate([silence(0.2), espeak(text), silence(tail_s)])
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(audio.astype("<i2").tobytes())
+    return path
+
+
 def voiced_span(audio: Pcm16, level_dbfs: float = -40.0, window: int = 160) -> tuple[int, int]:
     """First and last sample of the 10 ms windows louder than ``level_dbfs``."""
     frames = audio[: audio.size - audio.size % window].astype(np.float64).reshape(-1, window)

@@ -17,6 +17,7 @@ caller confirms it with the voice detector (and resumes playback if it does not)
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from typing import Final
@@ -24,6 +25,8 @@ from typing import Final
 import numpy as np
 
 from assistant.audio.resample import Pcm16
+
+log = logging.getLogger("parley.app.voice")
 
 LEVEL_DBFS: Final = -45.0
 KEPT_DB: Final = -10.0
@@ -78,6 +81,7 @@ class NearEndDetector:
         self._quiet_for = 0
         self._recent.clear()
         self.onsets += 1
+        log.debug("near-end onset: clean %.0f dBFS, %.0f dB of the microphone kept", clean_db, kept_db)
         return True
 
     def reset(self) -> None:

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 KEEPER_LATENCY_MS: Final = 20
+PR_SET_PDEATHSIG: Final = 1
 SETTLED_LATENCY_S: Final = 0.05
 SETTLE_TIMEOUT_S: Final = 8.0
 
@@ -70,6 +73,22 @@ def _pactl(*args: str) -> str:
     return done.stdout.strip()
 
 
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL: Final = _load_prctl()  # looked up here, not in the forked child
+
+
+def _die_with_parent() -> None:
+    """In the keeper, before it starts: ends it when this process dies, even if killed (Linux only)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _sink_latency_s(sink: str) -> float | None:
     listing = _pactl("list", "sinks")
     start = listing.find(f"Name: {sink}\n")
@@ -105,6 +124,7 @@ def virtual_room(name: str = "") -> Iterator[VirtualRoom]:
                 stdin=zeros,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         try:
             _wait_until_settled(sink)

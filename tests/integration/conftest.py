@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from backend.engines.stt.whisper_local import WhisperLocalSTT
 from backend.models.manager import ModelManager
+from backend.models.whisper_models import WhisperModels
 
 T = TypeVar("T")
 
@@ -47,3 +50,24 @@ def unused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    """The STT settings the engines read, Whisper tiny.en by default."""
+
+    model: str = "tiny"
+    base_url: str = ""
+    api_key: str = ""
+    language: str = "en"
+    threads: int = 0
+    timeout_s: float = 30.0
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhisperLocalSTT]:
+    """Whisper tiny.en, loaded once for the whole run."""
+    engine = WhisperLocalSTT(WhisperSettings(), WhisperModels(tmp_path_factory.mktemp("stt-data")))
+    run_bounded(engine.load(ignore_progress), 120)
+    yield engine
+    run_bounded(engine.aclose(), 30)

@@ -11,27 +11,27 @@ speaking over it: the utterance must start a barge-in and be transcribed.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from assistant.audio.playback_tap import PlaybackTap
 from assistant.audio.resample import Pcm16, Resampler
 from assistant.voice_input import VoiceInput, VoiceSettings
 from backend.engines.stt.whisper_local import WhisperLocalSTT
 from backend.models.manager import ModelManager
-from backend.models.whisper_models import WhisperModels
 from tests.fakes.voice import RecordingLink, RecordingListener, ScriptedPlayer
-from tests.integration.conftest import ignore_progress, run_bounded
-from tests.integration.test_whisper_stt import Settings
+from tests.integration.test_whisper_stt import words
+from tests.spoken import espeak, silence
 
 pytestmark = pytest.mark.slow
 
 RATE = 16000
 VOICE_RATE = 22050
 BLOCK = 160
+CLOCK_START = 10.0
 PLAYER_BLOCK = 1024  # what the output callback hands over at a time (about 46 ms)
 WRITE_AHEAD_S = 0.06  # the output callback fills blocks this long before they sound
 REPLIES = (
@@ -83,14 +83,6 @@ def replies(tmp_path_factory: pytest.TempPathFactory) -> list[Pcm16]:
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhisperLocalSTT]:
-    engine = WhisperLocalSTT(Settings(), WhisperModels(tmp_path_factory.mktemp("stt")))
-    run_bounded(engine.load(ignore_progress), 120)
-    yield engine
-    run_bounded(engine.aclose(), 30)
-
-
 def room_response(room: Room) -> np.ndarray:
     """The room's echo path: a direct path after ``delay_ms``, then 50 ms of decaying reflections."""
     rng = np.random.default_rng(room.delay_ms)  # a room keeps its reflections from one reply to the next
@@ -115,7 +107,7 @@ class Scene:
     def __init__(self, voice: VoiceInput, player: ScriptedPlayer) -> None:
         self.voice = voice
         self.player = player
-        self.clock = time.monotonic()
+        self.clock = CLOCK_START  # a simulated clock: the same timing, sample for sample, in every run
 
     async def play(self, reply: Pcm16, room: Room, seed: int, person: Pcm16 | None = None, at_s: float = 0.0) -> None:
         """Plays ``reply`` (22050 Hz) after 0.3 s of silence; the person speaks ``at_s`` into it.
@@ -170,7 +162,8 @@ class Scene:
 
 def hands_free() -> tuple[VoiceInput, RecordingLink, ScriptedPlayer]:
     link, player = RecordingLink(), ScriptedPlayer()
-    voice = VoiceInput(link, RecordingListener(), VoiceSettings(), player=lambda: player)
+    tap = PlaybackTap(clock=lambda: 0.0)
+    voice = VoiceInput(link, RecordingListener(), VoiceSettings(), player=lambda: player, tap=tap)
     voice.attach_loop(asyncio.get_running_loop())
     voice.open_pipeline(RATE)
     assert voice.set_hands_free(True)
@@ -207,3 +200,23 @@ def test_without_echo_cancellation_the_same_echo_barges_in(replies: list[Pcm16])
         assert link.utterances, "the echo of a reply is speech to the VAD"
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_person_speaking_over_the_echo_barges_in_and_is_understood(
+    replies: list[Pcm16], tiny: WhisperLocalSTT, tmp_path: Path
+) -> None:
+    question = "What about the weekend?"
+    person = np.concatenate([espeak(question), silence(0.2)])
+
+    async def scenario() -> str:
+        voice, link, player = hands_free()
+        scene = Scene(voice, player)
+        await scene.play(replies[1], NEAR, seed=1)  # the canceller has heard a reply before
+        await scene.play(replies[2], NEAR, seed=2, person=person, at_s=1.5)
+        assert player.flushes == 1, "the person's speech stopped the reply"
+        assert len(link.barge_ins) == 1 and 1.4 < link.barge_ins[0] < 2.5, link.barge_ins
+        assert len(link.utterances) == 1 and link.utterances[0].ended
+        return await asyncio.wait_for(tiny.transcribe(link.utterances[0].pcm()), 60)
+
+    text = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert "weekend" in "".join(words(text)), text  # the start overlapped the reply: its first word may suffer

@@ -12,10 +12,8 @@ virtual card would be voices in the room.
 from __future__ import annotations
 
 import asyncio
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from assistant.audio.player import AudioPlayer
@@ -27,7 +25,7 @@ from backend import protocol as p
 from tests.fakes.voice import RecordingListener
 from tests.integration.test_real_backend import TOKEN, backend_process
 from tests.integration.test_whisper_stt import word_error_rate
-from tests.spoken import espeak, silence
+from tests.spoken import spoken_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.audio]
 
@@ -41,16 +39,6 @@ QUESTIONS = (
 )
 MAX_WER = 0.15
 SHORT_REPLIES = "[llm]\nmax_tokens = 40\n"
-
-
-def write_wav(path: Path, text: str) -> Path:
-    audio = np.concatenate([silence(0.2), espeak(text), silence(0.2)])
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes(audio.astype("<i2").tobytes())
-    return path
 
 
 class VoiceApp:
@@ -84,7 +72,7 @@ class VoiceApp:
 
 def test_spoken_questions_are_transcribed_and_answered_aloud(pulseaudio: str, tmp_path: Path) -> None:
     (tmp_path / "none.toml").write_text(SHORT_REPLIES)
-    wavs = [write_wav(tmp_path / f"q{i}.wav", q) for i, q in enumerate(QUESTIONS)]
+    wavs = [spoken_wav(tmp_path / f"q{i}.wav", q) for i, q in enumerate(QUESTIONS)]
 
     async def scenario() -> list[VoiceTurnRecord]:
         app = VoiceApp()
@@ -113,7 +101,7 @@ def test_spoken_questions_are_transcribed_and_answered_aloud(pulseaudio: str, tm
 
 def test_speaking_over_a_reply_stops_it_and_keeps_what_was_heard(pulseaudio: str, tmp_path: Path) -> None:
     (tmp_path / "none.toml").write_text("[llm]\nmax_tokens = 120\n")
-    interruption = write_wav(tmp_path / "stop.wav", "Stop. What time is it?")
+    interruption = spoken_wav(tmp_path / "stop.wav", "Stop. What time is it?")
 
     async def scenario() -> tuple[VoiceApp, VoiceTurnRecord, list[p.StoredMessage]]:
         app = VoiceApp()

@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from assistant.headless_voice import HeadlessVoiceClient
+from assistant.net.backend_connection import BackendConnection
 from backend import protocol as p
 from backend.engine_hub import EngineHub
 from backend.engines.stt.whisper_local import WhisperLocalSTT
 from backend.models.whisper_models import WhisperModels
 from backend.server import ParleyServer
 from tests.fakes.engines import ScriptedLLM, ToneTTS
+from tests.fakes.stt import BrokenSTT
+from tests.integration.conftest import WhisperSettings
 from tests.integration.test_whisper_stt import word_error_rate
 from tests.spoken import espeak, silence
 
@@ -33,19 +36,9 @@ QUESTION = "How far away is the moon from the earth?"
 LONG_REPLY = [f"Sentence number {i} is here, and it keeps going for a while. " for i in range(12)]
 
 
-@dataclass(frozen=True)
-class SttSettings:
-    model: str = "tiny"
-    base_url: str = ""
-    api_key: str = ""
-    language: str = "en"
-    threads: int = 0
-    timeout_s: float = 30.0
-
-
 @asynccontextmanager
 async def voice_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> AsyncIterator[str]:
-    stt = WhisperLocalSTT(SttSettings(), WhisperModels(tmp_path_factory.mktemp("stt")))
+    stt = WhisperLocalSTT(WhisperSettings(), WhisperModels(tmp_path_factory.mktemp("stt")))
     hub = EngineHub(llm, ToneTTS(sample_rate=16000, seconds_per_word=0.1), stt)
     server = ParleyServer(hub, TOKEN, "Be brief.", 4096)
     url = await server.start("127.0.0.1", 0)
@@ -99,7 +92,7 @@ def spoken(text: str) -> np.ndarray:
 
 
 def test_an_utterance_becomes_a_question_and_is_answered(tmp_path_factory: pytest.TempPathFactory) -> None:
-    llm = ScriptedLLM(["Paris", " is the capital."])
+    llm = ScriptedLLM(["About", " 384,000 km."])
 
     async def scenario() -> None:
         async with voice_server(tmp_path_factory, llm) as url, connect(url) as ws:
@@ -116,7 +109,7 @@ def test_an_utterance_becomes_a_question_and_is_answered(tmp_path_factory: pytes
         assert started and started[0].text == finals[0].text
         assert seen.index(finals[0]) < seen.index(started[0])
         done = seen[-1]
-        assert isinstance(done, p.TurnDone) and done.status == "completed" and done.text == "Paris is the capital."
+        assert isinstance(done, p.TurnDone) and done.status == "completed" and done.text == "About 384,000 km."
         assert llm.seen[-1][-1].content == finals[0].text
 
     run(scenario)
@@ -286,5 +279,61 @@ def test_barge_in_after_the_reply_was_written_still_cuts_it(tmp_path_factory: py
             await ws.send(p.Ask(turn_id=2, text="Again.").to_wire())
             await until(ws, p.TurnDone)
         assert llm.seen[-1][-2].content == cut.text
+
+    run(scenario)
+
+
+def test_a_recognizer_that_fails_to_load_turns_voice_off_and_text_on() -> None:
+    async def scenario() -> None:
+        hub = EngineHub(ScriptedLLM(["Still", " here."]), ToneTTS(), BrokenSTT())
+        server = ParleyServer(hub, TOKEN, "Be brief.", 4096)
+        url = await server.start("127.0.0.1", 0)
+        hub.start_loading()
+        try:
+            async with connect(url) as ws:
+                await ws.send(p.Hello(version=p.PROTOCOL_VERSION, token=TOKEN, client="tests").to_wire())
+                assert isinstance(p.decode(await asyncio.wait_for(ws.recv(), T)), p.Welcome)
+                status = await next_message(ws)
+                while isinstance(status, p.Status) and status.state == "loading":
+                    status = await next_message(ws)
+                assert isinstance(status, p.Status) and status.state == "ready" and status.stt == ""
+                assert "speech model is not installed" in status.detail
+                await ws.send(p.UtteranceStart(turn_id=1).to_wire())
+                seen = await until(ws, p.TurnDone)
+                assert isinstance(seen[0], p.Error) and "Voice input is unavailable" in seen[0].message
+                await ws.send(p.Ask(turn_id=2, text="Hello?").to_wire())
+                done = (await until(ws, p.TurnDone))[-1]
+                assert isinstance(done, p.TurnDone) and done.status == "completed" and done.text == "Still here."
+        finally:
+            await asyncio.wait_for(server.aclose(), T)
+            await asyncio.wait_for(hub.aclose(), T)
+
+    run(scenario)
+
+
+def test_the_apps_connection_streams_an_utterance_and_gets_its_answer(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    async def scenario() -> None:
+        async with voice_server(tmp_path_factory, ScriptedLLM(["About", " 384,000", " km."])) as url:
+            client = HeadlessVoiceClient(None)
+            connection = BackendConnection(url, TOKEN, client)
+            client.connection = connection
+            await connection.connect(T)
+            try:
+                await client.wait_ready(T)
+                turn = client.begin_utterance()
+                audio = spoken(QUESTION)
+                for i in range(0, audio.size, FRAME):
+                    client.utterance_audio(turn, audio[i : i + FRAME].tobytes())
+                client.pause_utterance(turn)
+                client.end_utterance(turn)
+                record = client.records[turn]
+                await client.wait_for(lambda: bool(record.status), T)
+            finally:
+                await connection.close()
+        assert record.status == "completed" and record.reply == "About 384,000 km."
+        assert record.transcript is not None and word_error_rate([QUESTION], [record.transcript]) < 0.15
+        assert record.stt_s > 0 and record.transcript_at is not None and record.ended_at is not None
 
     run(scenario)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from backend.engines.base import EngineError, Pcm16
 from backend.engines.stt.whisper_local import WhisperLocalSTT, default_threads
 from backend.models.whisper_models import WhisperModels
+from tests.integration.conftest import WhisperSettings as Settings
 from tests.integration.conftest import ignore_progress, run_bounded
 from tests.spoken import espeak, silence
 
@@ -26,16 +25,6 @@ SENTENCES = (
     "Please play some quiet music in the living room.",
 )
 MAX_WER = 0.15
-
-
-@dataclass(frozen=True)
-class Settings:
-    model: str = "tiny"
-    base_url: str = ""
-    api_key: str = ""
-    language: str = "en"
-    threads: int = 0
-    timeout_s: float = 30.0
 
 
 def words(text: str) -> list[str]:
@@ -69,14 +58,6 @@ def transcribe_all(engine: WhisperLocalSTT, clips: list[Pcm16]) -> list[str]:
         return [await asyncio.wait_for(engine.transcribe(clip), 60) for clip in clips]
 
     return run_bounded(scenario(), 300)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhisperLocalSTT]:
-    engine = WhisperLocalSTT(Settings(), WhisperModels(tmp_path_factory.mktemp("stt-data")))
-    run_bounded(engine.load(ignore_progress), 120)
-    yield engine
-    run_bounded(engine.aclose(), 30)
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import pytest
 
-from assistant.voice_input import NOTHING_HEARD, PAUSE_MS, VoiceInput, VoiceSettings
+from assistant.voice_input import NOTHING_HEARD, PAUSE_MS, TOO_LONG, VoiceInput, VoiceSettings
+from backend.protocol import MAX_UTTERANCE_S
 from tests.fakes.voice import RecordingLink, RecordingListener, ScriptedPlayer
 from tests.spoken import espeak, silence, voiced_span
 
@@ -186,5 +187,21 @@ def test_a_missing_microphone_is_a_clear_message(pulseaudio: str) -> None:
         assert not voice.set_hands_free(True)
         assert voice.state == "off" and not voice.microphone_open
         assert "no such microphone" in listener.problems[0] and "type" in listener.problems[0]
+
+    run(scenario)
+
+
+def test_push_to_talk_held_past_the_limit_is_sent_at_the_limit() -> None:
+    async def scenario() -> None:
+        voice, link, listener = make()
+        voice.press()
+        speech = espeak("Tell me a story about a brave little cat who climbs a very tall tree.")
+        await Feeder(voice).feed(np.concatenate([speech] * (int(31 * 16000 / speech.size) + 1)))
+        utterance = link.utterances[0]
+        assert utterance.ended and voice.state == "off"
+        assert utterance.pcm().size == int(MAX_UTTERANCE_S * 16000)
+        assert listener.problems == [TOO_LONG]
+        voice.release()  # the person lets go later: nothing more happens
+        assert len(link.utterances) == 1
 
     run(scenario)
