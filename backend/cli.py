@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--llm-model", default=None, help="default | fast | a .gguf path | a remote model name"
     )
+    serve.add_argument("--llm-temperature", type=float, default=None, help="sampling temperature (0 = greedy)")
     serve.add_argument("--tts", dest="tts_provider", choices=["embedded", "openai", "off"], default=None)
     serve.add_argument("--stt", dest="stt_provider", choices=["embedded", "openai", "off"], default=None)
     serve.add_argument("--stt-model", default=None, help="tiny | base | a CTranslate2 Whisper folder | a remote name")
@@ -74,6 +75,8 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> Config:
         llm = replace(llm, provider=args.llm_provider)
     if args.llm_model:
         llm = replace(llm, model=args.llm_model)
+    if args.llm_temperature is not None:
+        llm = replace(llm, temperature=args.llm_temperature)
     tts = replace(cfg.tts, provider=args.tts_provider) if args.tts_provider else cfg.tts
     stt = replace(cfg.stt, provider=args.stt_provider) if args.stt_provider else cfg.stt
     stt = replace(stt, model=args.stt_model) if args.stt_model else stt

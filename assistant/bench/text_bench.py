@@ -5,10 +5,18 @@ does), connects the app's ``BackendConnection`` and plays every reply through th
 app's ``AudioPlayer`` on the default output device. Each question is asked twice:
 streaming (speech starts after the first clause) and sequential (the whole reply
 first, then synthesis), and the ratio of their times to first audio is reported.
+
+Decoding is greedy (temperature 0) so that both runs of a question write the same
+reply and their times compare like with like; the ratio counts replies that reach
+60 words in both. After the sequential run is cancelled at its first sound, the
+benchmark pauses (``SETTLE_S``) so that the next question does not share the cores
+with the last sentence the cancelled run was still synthesizing: a person does not
+ask again within milliseconds of stopping a reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
 import sys
@@ -25,6 +33,7 @@ from assistant.net.backend_connection import BackendConnection
 log = logging.getLogger("parley.bench")
 
 LONG_REPLY_WORDS = 60
+SETTLE_S = 1.0
 
 
 @dataclass
@@ -41,7 +50,7 @@ class ModelRun:
         rtf = [r.timings.synth_s / r.timings.audio_s for r in ok if r.timings.audio_s > 0]
         ratios = []
         for s, b in zip(self.streaming, self.sequential, strict=True):
-            if s.ttfa_s and b.ttfa_s and s.words >= LONG_REPLY_WORDS:
+            if s.ttfa_s and b.ttfa_s and min(s.words, b.words) >= LONG_REPLY_WORDS:
                 ratios.append(b.ttfa_s / s.ttfa_s)
         return {
             "llm": self.llm,
@@ -67,7 +76,7 @@ async def bench_model(model: str, questions: tuple[str, ...], device: str, ready
     run = ModelRun(model=model)
     player = AudioPlayer(device=device or None)
     player.open(22050)
-    supervisor = BackendSupervisor(extra_args=["--llm-model", model])
+    supervisor = BackendSupervisor(extra_args=["--llm-model", model, "--llm-temperature", "0"])
     client = HeadlessClient(player)
     connection: BackendConnection | None = None
     try:
@@ -85,10 +94,11 @@ async def bench_model(model: str, questions: tuple[str, ...], device: str, ready
             connection.reset_conversation()
             baseline = await client.ask(question, pipeline="sequential", stop_after_first_audio=True)
             run.sequential.append(baseline)
+            await asyncio.sleep(SETTLE_S)
             print(
                 f"  [{model}] {i:2d}/{len(questions)} ttft {_ms(streaming.ttft_s)} ttfa {_ms(streaming.ttfa_s)}"
                 f" (backend {_ms(streaming.timings.ttfa_s)})"
-                f" baseline ttfa {_ms(baseline.ttfa_s)} words {streaming.words:3d}"
+                f" baseline ttfa {_ms(baseline.ttfa_s)} words {streaming.words:3d}/{baseline.words:3d}"
                 f" underruns {streaming.underruns} {streaming.status}",
                 file=sys.stderr,
                 flush=True,

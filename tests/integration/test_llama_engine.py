@@ -10,6 +10,7 @@ import pytest
 
 from backend.config import LLMConfig, TTSConfig
 from backend.engines.base import ChatMessage, EngineError
+from backend.engines.core_share import SpeechActivity, speech_activity
 from backend.engines.factory import build_llm, build_tts
 from backend.engines.llm.llama_local import LlamaLocalLLM, auto_batch_threads, auto_threads
 from backend.engines.llm.openai_chat import OpenAIChatLLM
@@ -67,6 +68,51 @@ def test_load_of_a_file_that_is_not_gguf_is_an_engine_error(tmp_path: Path) -> N
             await engine.aclose()
 
     run_bounded(scenario(), 30)
+
+
+def test_speech_activity_counts_overlapping_syntheses() -> None:
+    activity = SpeechActivity()
+    assert not activity.busy
+    with activity.synthesizing():
+        with activity.synthesizing():
+            assert activity.busy
+        assert activity.busy
+    assert not activity.busy
+    with pytest.raises(RuntimeError), activity.synthesizing():
+        raise RuntimeError("a failed synthesis still ends")
+    assert not activity.busy
+
+
+@pytest.mark.slow
+def test_decoding_takes_every_core_only_while_speech_is_idle(engine_models: ModelManager) -> None:
+    engine = LlamaLocalLLM(smol_config(max_tokens=200), engine_models)
+    engine.threads, engine.idle_threads, engine.batch_threads = 1, 2, 2  # as on 2 cores, whatever this machine has
+
+    async def scenario() -> list[int]:
+        seen: list[int] = []
+        try:
+            await asyncio.wait_for(engine.load(ignore_progress), 120)
+            stream = engine.stream(COUNTING)
+
+            async def read_until_threads(wanted: int) -> None:
+                """Reads pieces (each lets the worker decode one more token) until it runs on ``wanted``."""
+                for _ in range(20):
+                    await asyncio.wait_for(anext(stream), 60)
+                    await asyncio.sleep(0.02)  # the worker wakes on its own thread
+                    if engine.decode_threads == wanted:
+                        break
+                seen.append(engine.decode_threads)
+
+            await read_until_threads(2)
+            with speech_activity.synthesizing():
+                await read_until_threads(1)
+            await read_until_threads(2)
+            await asyncio.wait_for(stream.aclose(), 40)
+            return seen
+        finally:
+            await asyncio.wait_for(engine.aclose(), 60)
+
+    assert run_bounded(scenario(), 300) == [2, 1, 2]
 
 
 @pytest.mark.slow

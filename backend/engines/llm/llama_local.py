@@ -5,6 +5,10 @@ engine, so they never overlap. Tokens travel to the event loop through a queue
 bounded by credits: the worker waits when the consumer falls behind, and a stop
 flag ends generation at the next token when the consumer goes away.
 
+Threads follow ``core_share.speech_activity``: while no speech is being synthesized
+(the first clause of a reply, and whenever synthesis waits for playback) every core
+decodes; while it is, decoding leaves a core to it.
+
 The KV cache is kept between calls: llama.cpp reuses the longest common prefix of
 the previous and the new prompt, so an append-only conversation only pays for
 the new tokens.
@@ -23,6 +27,7 @@ from typing import Any, Final
 
 from backend.config import LLMConfig
 from backend.engines.base import ChatMessage, EngineError, ProgressCallback
+from backend.engines.core_share import speech_activity
 from backend.models.manager import ModelManager
 
 log = logging.getLogger("parley.engines.llm")
@@ -105,6 +110,9 @@ class LlamaLocalLLM:
         self._label = models.llm_label(config.model)
         self.threads = auto_threads(config.threads)
         self.batch_threads = auto_batch_threads(config.threads)
+        self.idle_threads = self.threads if config.threads > 0 else self.batch_threads
+        """Decode threads while no speech is being synthesized (every core, unless configured)."""
+        self._threads_set = (self.threads, self.batch_threads)  # what llama.cpp runs with now
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-llm")
         self._llama: Any = None  # llama_cpp.Llama, touched only on the worker thread
         self._loaded = False
@@ -129,7 +137,12 @@ class LlamaLocalLLM:
         await loop.run_in_executor(self._executor, self._load_on_worker, path)
         self._loaded = True
         log.info(
-            "loaded %s from %s (%d decode / %d prompt threads)", self._label, path, self.threads, self.batch_threads
+            "loaded %s from %s (%d decode threads, %d while speech is idle; %d prompt threads)",
+            self._label,
+            path,
+            self.threads,
+            self.idle_threads,
+            self.batch_threads,
         )
 
     def _load_on_worker(self, path: Path) -> None:
@@ -150,6 +163,7 @@ class LlamaLocalLLM:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not load {path}: {exc}") from None
+        self._threads_set = (self.threads, self.batch_threads)
         self._prime_cache()
 
     def _prime_cache(self) -> None:
@@ -202,6 +216,7 @@ class LlamaLocalLLM:
             if generation.stop.is_set():
                 generation.finish(_End())
                 return
+            self._fit_threads()
             chunks: Iterator[Any] = self._llama.create_chat_completion(
                 messages=payload,
                 stream=True,
@@ -216,6 +231,7 @@ class LlamaLocalLLM:
                     text = choices[0].get("delta", {}).get("content")
                     if text and not generation.put(text):
                         break
+                    self._fit_threads()  # for the next token
             finally:
                 close = getattr(chunks, "close", None)
                 if close is not None:
@@ -223,6 +239,20 @@ class LlamaLocalLLM:
             generation.finish(_End())
         except Exception as exc:  # llama.cpp reports failures as plain exceptions
             generation.finish(_engine_error(exc, self._config.context_tokens))
+
+    @property
+    def decode_threads(self) -> int:
+        """The decode threads llama.cpp runs with now."""
+        return self._threads_set[0]
+
+    def _fit_threads(self) -> None:
+        """Worker side: every core while speech is idle, one fewer while it is being synthesized."""
+        wanted = (self.threads, self.threads) if speech_activity.busy else (self.idle_threads, self.batch_threads)
+        if wanted != self._threads_set:
+            # llama-cpp-python has no public setter; its context wraps llama_set_n_threads,
+            # which takes effect at the next decode.
+            self._llama._ctx.set_n_threads(*wanted)
+            self._threads_set = wanted
 
     async def aclose(self) -> None:
         """Frees the model on the worker thread (after any running generation); idempotent."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from backend.config import TTSConfig
 from backend.engines.base import EngineError, Pcm16, ProgressCallback
+from backend.engines.core_share import speech_activity
 from backend.models.manager import ModelManager
 
 log = logging.getLogger("parley.engines.tts")
@@ -35,7 +36,8 @@ _WARM_UP_TEXT: Final = "Hello."
 
 def _next_chunk(chunks: Iterator[Any]) -> Any:
     """Worker side: synthesizes the next sentence, or returns None at the end."""
-    return next(chunks, None)
+    with speech_activity.synthesizing():
+        return next(chunks, None)
 
 
 class PiperTTS:
