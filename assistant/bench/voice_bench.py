@@ -309,6 +309,8 @@ class _Bench:
     async def barge_in(self, spoken: SpokenFile, after_s: float) -> BargeInRun:
         """Asks for a long reply, speaks over it ``after_s`` into its sound, measures the stop."""
         run = BargeInRun()
+        if self.client.connection is not None:  # a fresh conversation: earlier interruptions must not shorten it
+            self.client.connection.reset_conversation()
         self.client.ask(LONG_REQUEST)
         await self.client.wait_for(lambda: self.player.is_playing and self.player.played_seconds >= after_s, 30.0)
         barge_ins = len(self.client.barge_ins)
