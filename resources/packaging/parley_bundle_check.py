@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 SPOKEN = "Hello from Parley."
+SPOKEN_WORDS = frozenset({"hello", "from", "parley"})
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ async def check_stt(checks: Checks) -> str:
         text = await engine.transcribe(checks.speech_16k)
     finally:
         await engine.aclose()
-    if "hello" not in text.lower():
+    heard = set(re.findall(r"[a-z]+", text.lower()))
+    if len(heard & SPOKEN_WORDS) < 2:  # piper's voice varies from run to run: "a low from Parley" happens
         raise RuntimeError(f"Whisper heard {text!r}, expected {SPOKEN!r}")
     return f"{engine.name} heard {text!r}"
 
