@@ -19,6 +19,7 @@ benchmark feed it directly; the app feeds it from the microphone's thread.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -33,6 +34,8 @@ from assistant.audio.playback_tap import PlaybackTap
 from assistant.audio.resample import Pcm16, Resampler
 from assistant.audio.vad import FRAME_MS, SAMPLE_RATE, UtteranceSegmenter, VadEvent, level_dbfs
 
+log = logging.getLogger("parley.app.voice")
+
 REFERENCE_ADVANCE_S: Final = 0.02
 """The reference handed with a microphone frame is what played this much *after* it was captured.
 
@@ -42,8 +45,10 @@ from putting the echo ahead of it (the canceller finds the true delay itself).
 """
 REANCHOR_S: Final = 0.05
 UNSETTLED_FRAMES: Final = 150
-"""After the echo path changed (a timeline slip), 1.5 s during which the echo canceller re-learns it:
-while something plays then, the microphone is not trusted to hold speech (no barge-in, no utterance)."""
+"""After the echo path changed (a timeline slip), 1.5 s of playback during which the echo canceller re-learns
+it: while something plays then, the microphone is not trusted to hold speech (no barge-in, no utterance).
+Only frames with sound in the reference count: the canceller learns nothing from silence, and a slip often
+comes between two replies (the device runs dry), long before the next reply's echo arrives."""
 DEFAULT_RECENT_S: Final = 0.5
 
 
@@ -116,13 +121,15 @@ class CapturePipeline:
         if self.tap is not None and self.tap.disruptions != self._disruptions:
             self._disruptions = self.tap.disruptions
             self._unsettled = UNSETTLED_FRAMES
+            log.info("the played timeline slipped (%d times so far): the echo canceller re-learns", self._disruptions)
         unsettled = self._unsettled > 0
         for offset in range(0, whole, AEC_FRAME):
             frame = data[offset : offset + AEC_FRAME]
             reference = None
             if self.tap is not None and self.echo.enabled:  # counted on from the anchor: no rounding jitter
                 reference = self.tap.read_at(self._reference_origin + first_pending + offset, AEC_FRAME)
-            self._unsettled = max(0, self._unsettled - 1)
+            if reference is None or np.any(reference):  # without a reference there is nothing to re-learn
+                self._unsettled = max(0, self._unsettled - 1)
             if self.gate is not None:
                 self.gate.note(frame, reference, distrust=self._unsettled > 0)
             clean[offset : offset + AEC_FRAME] = self.echo.process(frame, reference)
@@ -170,6 +177,10 @@ class CapturePipeline:
         if self._anchor is not None:
             self.reanchors += 1
             self._unsettled = UNSETTLED_FRAMES
+            log.info(
+                "the microphone's timeline slipped (%d times so far): the echo canceller re-learns",
+                self.reanchors,
+            )
         self._resampler = Resampler(self.input_rate, SAMPLE_RATE)
         self._anchor = captured_at - self._pending.size / SAMPLE_RATE
         self._input_anchor = captured_at

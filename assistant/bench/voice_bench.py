@@ -21,12 +21,13 @@ Figures (median and p90): voice-to-voice (end of speech -> first reply sound),
 end-of-speech detection (-> UtteranceEnd sent), STT time (the final
 transcription, in the backend), barge-in stop (speech onset over a reply -> the
 reply's last sound), echo false triggers (utterances or barge-ins during replies
-nobody spoke over), and WER.
+nobody spoke over; in phase 2, barge-ins before the person spoke), and WER.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -201,6 +202,7 @@ class BargeInRun:
     silent_at: float | None = None
     sounding_at_onset: bool = False
     heard_s: float = 0.0
+    false_triggers: int = 0  # barge-ins before the person spoke: the long reply's own echo
 
     @property
     def stop_s(self) -> float | None:
@@ -240,6 +242,7 @@ class VoiceBenchRun:
             "barge_ins": len(self.barge_ins),
             "barge_ins_measured": len(values([b.stop_s for b in stopped])),
             "echo_false_triggers": sum(q.false_triggers for q in self.questions),
+            "echo_false_triggers_barge_in_phase": sum(b.false_triggers for b in self.barge_ins),
             "wer": round(word_error_rate([q.text for q in self.questions], [q.transcript for q in self.questions]), 4),
             "output_latency_s": round(self.output_latency_s, 4),
             "failed": [q.text for q in self.questions if q.status != "completed"],
@@ -311,8 +314,16 @@ class _Bench:
         run = BargeInRun()
         if self.client.connection is not None:  # a fresh conversation: earlier interruptions must not shorten it
             self.client.connection.reset_conversation()
+        before = len(self.client.barge_ins)
         self.client.ask(LONG_REQUEST)
-        await self.client.wait_for(lambda: self.player.is_playing and self.player.played_seconds >= after_s, 30.0)
+        try:
+            await self.client.wait_for(lambda: self.player.is_playing and self.player.played_seconds >= after_s, 30.0)
+        except TimeoutError:
+            log.warning("no reply played for %.1f s (cut short by its own echo?); trial skipped", after_s)
+            self.client.stop()
+            return run
+        finally:
+            run.false_triggers = len(self.client.barge_ins) - before  # nobody has spoken yet
         barge_ins = len(self.client.barge_ins)
         detections = len(self.capture.barge_in_detected)
         played_at = time.monotonic()
@@ -334,7 +345,8 @@ class _Bench:
             run.detected_at = self.capture.barge_in_detected[detections]
         run.heard_s = self.client.barge_ins[barge_ins][1]
         # the interruption became a question: let it be transcribed, then stop its reply
-        await self.client.wait_for(lambda: self.voice.state == "listening", 10.0)
+        with contextlib.suppress(TimeoutError):  # no words in it: no question, nothing to wait for
+            await self.client.wait_for(lambda: self.voice.state == "listening", 10.0)
         await asyncio.sleep(0.3)
         self.client.stop()
         await asyncio.sleep(ECHO_TAIL_S)
@@ -385,18 +397,13 @@ async def bench_voice(
                 )
             for i in range(barge_in_count):
                 spoken = interruptions[i % len(interruptions)]
-                try:
-                    barge = await bench.barge_in(spoken, after_s=1.5 + 0.37 * (i % 4))
-                except TimeoutError:
-                    log.warning("barge-in trial %d did not get a reply playing; skipped", i + 1)
-                    client.stop()
-                    result.barge_ins.append(BargeInRun())
-                    continue
+                barge = await bench.barge_in(spoken, after_s=1.5 + 0.37 * (i % 4))
                 result.barge_ins.append(barge)
                 detected = barge.detected_at - barge.onset_at if barge.detected_at and barge.onset_at else None
                 print(
                     f"  barge-in {i + 1:2d}/{barge_in_count} stop {_ms(barge.stop_s)} detected {_ms(detected)}"
-                    f" {'(reply sounding)' if barge.sounding_at_onset else '(in a pause: not counted)'}",
+                    f" {'(reply sounding)' if barge.sounding_at_onset else '(not measured)'}"
+                    f" false triggers before it {barge.false_triggers}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -433,6 +440,7 @@ def print_voice_report(figures: dict[str, Any]) -> None:
         print(f"  {label:48s} median {figures[key]['median']} s  p90 {figures[key]['p90']} s")
     print(f"  {'barge-ins measured':48s} {figures['barge_ins_measured']} of {figures['barge_ins']}")
     print(f"  {'echo false triggers':48s} {figures['echo_false_triggers']}")
+    print(f"  {'echo false triggers, barge-in phase':48s} {figures['echo_false_triggers_barge_in_phase']}")
     print(f"  {'WER':48s} {figures['wer'] * 100:.1f}%")
     print(f"  {'output device latency':48s} {figures['output_latency_s']} s")
     print(f"  {'diagnostics':48s} {figures['diagnostics']}")

@@ -220,3 +220,20 @@ def test_a_person_speaking_over_the_echo_barges_in_and_is_understood(
 
     text = asyncio.run(asyncio.wait_for(scenario(), 120))
     assert "weekend" in "".join(words(text)), text  # the start overlapped the reply: its first word may suffer
+
+
+def test_after_a_barge_in_the_next_replies_echo_triggers_nothing(replies: list[Pcm16]) -> None:
+    person = np.concatenate([espeak("Wait, stop please."), silence(0.2)])
+
+    async def scenario() -> None:
+        voice, link, player = hands_free()
+        scene = Scene(voice, player)
+        await scene.play(replies[1], NEAR, seed=1)
+        await scene.play(replies[2], NEAR, seed=2, person=person, at_s=1.5)
+        assert player.flushes == 1 and len(link.barge_ins) == 1 and len(link.utterances) == 1
+        for n, reply in enumerate(replies[3:12], 3):
+            await scene.play(reply, NEAR, seed=n)
+            player.held = False
+            assert len(link.barge_ins) == 1 and len(link.utterances) == 1, f"echo of reply {n} after the barge-in"
+
+    asyncio.run(asyncio.wait_for(scenario(), 240))
