@@ -180,7 +180,6 @@ class VoiceInput:
         self._sent_turn: int | None = None  # the voice turn whose audio is being counted
         self._sent = 0  # samples sent for it
         self._send_later: list[int] = []  # turns that reached the length limit, to be ended
-        self._draining = False
         self.barge_in_armed = False  # read by the worker: hands-free and no push-to-talk
         self.on_step: Callable[[_Step], None] | None = None  # the benchmark's probe
 
@@ -256,8 +255,11 @@ class VoiceInput:
         turn, self._ptt_turn = self._ptt_turn, None
         if turn is None:
             return
-        if not self._draining:
-            self._drain()  # what was captured up to the release belongs to the turn
+        self._drain()  # the steps captured up to the release are taken in first
+        self._end_push_to_talk(turn)
+
+    def _end_push_to_talk(self, turn: int) -> None:
+        """Ends push-to-talk ``turn`` (already taken off ``_ptt_turn``) with what was sent of it."""
         if self._ptt_heard_speech:
             self._link.end_utterance(turn)
         else:
@@ -351,13 +353,6 @@ class VoiceInput:
 
     def _drain(self) -> None:
         self._drain_scheduled = False
-        self._draining = True
-        try:
-            self._drain_steps()
-        finally:
-            self._draining = False
-
-    def _drain_steps(self) -> None:
         self._install_tap()
         while self._steps:
             step = self._steps.popleft()
@@ -422,7 +417,8 @@ class VoiceInput:
         for turn in full:
             if turn == self._ptt_turn:
                 self._listener.on_problem(TOO_LONG)
-                self.release()
+                self._ptt_turn = None
+                self._end_push_to_talk(turn)  # inside the drain already: no second one
             elif turn == self._turn:
                 self._listener.on_problem(TOO_LONG)
                 self._link.end_utterance(turn)
@@ -485,15 +481,14 @@ class VoiceInput:
 
     def _send(self, turn: int, audio: Pcm16) -> None:
         """Streams audio of ``turn``; an utterance that reaches the protocol's limit is ended there."""
-        room = MAX_UTTERANCE_SAMPLES - self._sent if turn == self._sent_turn else MAX_UTTERANCE_SAMPLES
         if turn != self._sent_turn:
             self._sent_turn, self._sent = turn, 0
-        audio = audio[: max(0, room)]
+        audio = audio[: MAX_UTTERANCE_SAMPLES - self._sent]
         if audio.size:
             self._sent += audio.size
             self._link.utterance_audio(turn, audio.astype("<i2", copy=False).tobytes())
-        if self._sent >= MAX_UTTERANCE_SAMPLES:
-            self._send_later.append(turn)
+            if self._sent >= MAX_UTTERANCE_SAMPLES:  # reached now: ended once, after this block
+                self._send_later.append(turn)
 
     def _rearm(self) -> None:
         self.barge_in_armed = self.hands_free and self._ptt_turn is None

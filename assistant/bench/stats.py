@@ -23,3 +23,8 @@ def summary(values: Sequence[float]) -> dict[str, float | None]:
         return None if v is None else round(v, 3)
 
     return {"median": r(percentile(values, 50)), "p90": r(percentile(values, 90))}
+
+
+def ms(value: float | None) -> str:
+    """Seconds as a fixed-width milliseconds label for progress lines; dashes for no value."""
+    return "   -   " if value is None else f"{value * 1000:5.0f}ms"

@@ -26,7 +26,7 @@ from typing import Any
 from assistant.audio.player import AudioPlayer
 from assistant.backend_supervisor import BackendSupervisor
 from assistant.bench.questions import WARM_UP
-from assistant.bench.stats import summary
+from assistant.bench.stats import ms, summary
 from assistant.headless_turn import HeadlessClient, TurnRecord
 from assistant.net.backend_connection import BackendConnection
 
@@ -96,9 +96,9 @@ async def bench_model(model: str, questions: tuple[str, ...], device: str, ready
             run.sequential.append(baseline)
             await asyncio.sleep(SETTLE_S)
             print(
-                f"  [{model}] {i:2d}/{len(questions)} ttft {_ms(streaming.ttft_s)} ttfa {_ms(streaming.ttfa_s)}"
-                f" (backend {_ms(streaming.timings.ttfa_s)})"
-                f" baseline ttfa {_ms(baseline.ttfa_s)} words {streaming.words:3d}/{baseline.words:3d}"
+                f"  [{model}] {i:2d}/{len(questions)} ttft {ms(streaming.ttft_s)} ttfa {ms(streaming.ttfa_s)}"
+                f" (backend {ms(streaming.timings.ttfa_s)})"
+                f" baseline ttfa {ms(baseline.ttfa_s)} words {streaming.words:3d}/{baseline.words:3d}"
                 f" underruns {streaming.underruns} {streaming.status}",
                 file=sys.stderr,
                 flush=True,
@@ -109,10 +109,6 @@ async def bench_model(model: str, questions: tuple[str, ...], device: str, ready
         await supervisor.stop()
         player.close()
     return run
-
-
-def _ms(value: float | None) -> str:
-    return "   -   " if value is None else f"{value * 1000:5.0f}ms"
 
 
 def print_report(results: dict[str, dict[str, Any]]) -> None:

@@ -48,7 +48,7 @@ from assistant.audio.playback_tap import PlaybackTap
 from assistant.audio.player import AudioPlayer
 from assistant.audio.resample import Pcm16, resample
 from assistant.backend_supervisor import BackendSupervisor
-from assistant.bench.stats import summary
+from assistant.bench.stats import ms, summary
 from assistant.bench.virtual_room import VirtualRoom, virtual_room
 from assistant.bench.wer import word_error_rate
 from assistant.headless_voice import HeadlessVoiceClient, VoiceTurnRecord
@@ -388,9 +388,9 @@ async def bench_voice(
                 run = await bench.question(spoken)
                 result.questions.append(run)
                 print(
-                    f"  question {i:2d}/{len(questions)} v2v {_ms(run.since_end(run.first_sound_at))}"
-                    f" end detected {_ms(run.since_end(run.end_sent_at))} stt {_ms(run.stt_s)}"
-                    f" transcript {_ms(run.since_end(run.transcript_at))} backend ttfa {_ms(run.backend_ttfa_s)}"
+                    f"  question {i:2d}/{len(questions)} v2v {ms(run.since_end(run.first_sound_at))}"
+                    f" end detected {ms(run.since_end(run.end_sent_at))} stt {ms(run.stt_s)}"
+                    f" transcript {ms(run.since_end(run.transcript_at))} backend ttfa {ms(run.backend_ttfa_s)}"
                     f" false triggers {run.false_triggers} {run.status}: {run.transcript!r}",
                     file=sys.stderr,
                     flush=True,
@@ -401,7 +401,7 @@ async def bench_voice(
                 result.barge_ins.append(barge)
                 detected = barge.detected_at - barge.onset_at if barge.detected_at and barge.onset_at else None
                 print(
-                    f"  barge-in {i + 1:2d}/{barge_in_count} stop {_ms(barge.stop_s)} detected {_ms(detected)}"
+                    f"  barge-in {i + 1:2d}/{barge_in_count} stop {ms(barge.stop_s)} detected {ms(detected)}"
                     f" {'(reply sounding)' if barge.sounding_at_onset else '(not measured)'}"
                     f" false triggers before it {barge.false_triggers}",
                     file=sys.stderr,
@@ -421,10 +421,6 @@ async def bench_voice(
             await supervisor.stop()
             player.close()
     return result
-
-
-def _ms(value: float | None) -> str:
-    return "   -   " if value is None else f"{value * 1000:5.0f}ms"
 
 
 def print_voice_report(figures: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from assistant.headless_voice import HeadlessVoiceClient
 from assistant.net.backend_connection import BackendConnection
 from backend import protocol as p
 from backend.engine_hub import EngineHub
+from backend.engines.stt.base import STTEngine
 from backend.engines.stt.whisper_local import WhisperLocalSTT
 from backend.models.whisper_models import WhisperModels
 from backend.server import ParleyServer
@@ -37,8 +38,12 @@ LONG_REPLY = [f"Sentence number {i} is here, and it keeps going for a while. " f
 
 
 @asynccontextmanager
-async def voice_server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> AsyncIterator[str]:
-    stt = WhisperLocalSTT(WhisperSettings(), WhisperModels(tmp_path_factory.mktemp("stt")))
+async def voice_server(
+    tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM, stt: STTEngine | None = None
+) -> AsyncIterator[str]:
+    """A real server with scripted text, tone speech and Whisper tiny.en (or ``stt``) on 127.0.0.1."""
+    if stt is None:
+        stt = WhisperLocalSTT(WhisperSettings(), WhisperModels(tmp_path_factory.mktemp("stt")))
     hub = EngineHub(llm, ToneTTS(sample_rate=16000, seconds_per_word=0.1), stt)
     server = ParleyServer(hub, TOKEN, "Be brief.", 4096)
     url = await server.start("127.0.0.1", 0)
@@ -283,30 +288,25 @@ def test_barge_in_after_the_reply_was_written_still_cuts_it(tmp_path_factory: py
     run(scenario)
 
 
-def test_a_recognizer_that_fails_to_load_turns_voice_off_and_text_on() -> None:
+def test_a_recognizer_that_fails_to_load_turns_voice_off_and_text_on(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     async def scenario() -> None:
-        hub = EngineHub(ScriptedLLM(["Still", " here."]), ToneTTS(), BrokenSTT())
-        server = ParleyServer(hub, TOKEN, "Be brief.", 4096)
-        url = await server.start("127.0.0.1", 0)
-        hub.start_loading()
-        try:
-            async with connect(url) as ws:
-                await ws.send(p.Hello(version=p.PROTOCOL_VERSION, token=TOKEN, client="tests").to_wire())
-                assert isinstance(p.decode(await asyncio.wait_for(ws.recv(), T)), p.Welcome)
+        llm = ScriptedLLM(["Still", " here."])
+        async with voice_server(tmp_path_factory, llm, BrokenSTT()) as url, connect(url) as ws:
+            await ws.send(p.Hello(version=p.PROTOCOL_VERSION, token=TOKEN, client="tests").to_wire())
+            assert isinstance(p.decode(await asyncio.wait_for(ws.recv(), T)), p.Welcome)
+            status = await next_message(ws)
+            while isinstance(status, p.Status) and status.state == "loading":
                 status = await next_message(ws)
-                while isinstance(status, p.Status) and status.state == "loading":
-                    status = await next_message(ws)
-                assert isinstance(status, p.Status) and status.state == "ready" and status.stt == ""
-                assert "speech model is not installed" in status.detail
-                await ws.send(p.UtteranceStart(turn_id=1).to_wire())
-                seen = await until(ws, p.TurnDone)
-                assert isinstance(seen[0], p.Error) and "Voice input is unavailable" in seen[0].message
-                await ws.send(p.Ask(turn_id=2, text="Hello?").to_wire())
-                done = (await until(ws, p.TurnDone))[-1]
-                assert isinstance(done, p.TurnDone) and done.status == "completed" and done.text == "Still here."
-        finally:
-            await asyncio.wait_for(server.aclose(), T)
-            await asyncio.wait_for(hub.aclose(), T)
+            assert isinstance(status, p.Status) and status.state == "ready" and status.stt == ""
+            assert "speech model is not installed" in status.detail
+            await ws.send(p.UtteranceStart(turn_id=1).to_wire())
+            seen = await until(ws, p.TurnDone)
+            assert isinstance(seen[0], p.Error) and "Voice input is unavailable" in seen[0].message
+            await ws.send(p.Ask(turn_id=2, text="Hello?").to_wire())
+            done = (await until(ws, p.TurnDone))[-1]
+            assert isinstance(done, p.TurnDone) and done.status == "completed" and done.text == "Still here."
 
     run(scenario)
 
