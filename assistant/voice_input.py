@@ -198,6 +198,13 @@ class VoiceInput:
         """What the speakers played (the echo canceller's reference), for measurements."""
         return self._tap
 
+    @property
+    def echo_delay_s(self) -> float | None:
+        """How long after the playback tap's time a sound reaches the microphone's capture clock, as measured
+        on the echo (None before it was); for measurements that compare the two clocks."""
+        pipeline = self._pipeline
+        return pipeline.echo_delay_s if pipeline is not None else None
+
     def set_hands_free(self, on: bool) -> bool:
         """Turns hands-free listening on or off; False (and ``on_problem``) if the microphone failed."""
         if on == self.hands_free:

@@ -50,6 +50,10 @@ it: while something plays then, the microphone is not trusted to hold speech (no
 Only frames with sound in the reference count: the canceller learns nothing from silence, and a slip often
 comes between two replies (the device runs dry), long before the next reply's echo arrives."""
 DEFAULT_RECENT_S: Final = 0.5
+MODEL_AUDIO_FRAMES: Final = 40
+"""After an onset the echo model noticed, this many frames are taken from the model's residue rather than the
+canceller's output: the canceller's suppressor hides the first tenths of a second of a voice that starts over
+the echo (it takes it for echo), which is the first word of the interruption."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class CapturePipeline:
         self.reanchors = 0
         self._disruptions = tap.disruptions if tap is not None else 0
         self._unsettled = 0  # 10 ms frames left in which the canceller is re-learning
+        self._model_audio = 0  # frames left to take from the echo model's residue (after an onset)
 
     def process(self, samples: Pcm16, captured_at: float) -> CaptureResult:
         """Runs one microphone block through the pipeline; see the module docstring."""
@@ -133,8 +138,8 @@ class CapturePipeline:
             if self.gate is not None:
                 self.gate.note(frame, reference, distrust=self._unsettled > 0)
             clean[offset : offset + AEC_FRAME] = self.echo.process(frame, reference)
-            if self.near_end is not None and reference is not None and self._unsettled == 0:
-                onset = self.near_end.update(frame, clean[offset : offset + AEC_FRAME], reference) or onset
+            if self.near_end is not None and reference is not None:
+                onset = self._near_end(self.near_end, frame, clean[offset : offset + AEC_FRAME], reference) or onset
         events = tuple(self.segmenter.feed(clean)) if whole else ()
         self._remember(clean)
         speaking = self.segmenter.speaking
@@ -149,6 +154,24 @@ class CapturePipeline:
             near_end_onset=onset,
             unsettled=unsettled,
         )
+
+    def _near_end(self, near_end: NearEndDetector, frame: Pcm16, cleaned: Pcm16, reference: Pcm16) -> bool:
+        """Runs the barge-in detector on one frame; after its echo model noticed a voice, ``cleaned`` becomes
+        the model's residue (written in place) for ``MODEL_AUDIO_FRAMES``."""
+        onset = near_end.update(frame, cleaned, reference, trusted=self._unsettled == 0)
+        if onset and near_end.last_onset_by_model:
+            self._model_audio = MODEL_AUDIO_FRAMES
+        if self._model_audio:
+            self._model_audio -= 1
+            if near_end.voice_frame is not None:
+                cleaned[:] = near_end.voice_frame
+        return onset
+
+    @property
+    def echo_delay_s(self) -> float | None:
+        """How long after its tap time a played sound is captured, as the echo model measured it (or None)."""
+        lag = self.near_end.predictor.lag if self.near_end is not None else None
+        return None if lag is None else lag / SAMPLE_RATE - self._advance
 
     def recent(self, seconds: float) -> Pcm16:
         """The last ``seconds`` of clean audio (at most ``recent_s``)."""

@@ -15,7 +15,11 @@ over it. Every time is on ``time.monotonic`` in this process:
   the captured audio with the file, so "end of speech" is the moment the last
   voiced sample of the question reached the microphone;
 - when sound started or stopped is read from the player's tap: the exact samples
-  handed to the sound card, on the card's own clock (PortAudio's DAC time).
+  handed to the sound card, on the card's own clock (PortAudio's DAC time), then
+  moved onto the microphone's clock by the delay the echo model measured between the
+  two (``VoiceInput.echo_delay_s``: the device clocks are mapped onto
+  ``time.monotonic`` with errors of tens of milliseconds, so the start of speech and
+  the end of the reply's sound are compared as the microphone heard them).
 
 Figures (median and p90): voice-to-voice (end of speech -> first reply sound),
 end-of-speech detection (-> UtteranceEnd sent), STT time (the final
@@ -37,6 +41,7 @@ import threading
 import time
 import wave
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -134,6 +139,9 @@ class CaptureLog:
         self._limit = int(keep_s * RATE)
         self._lock = threading.Lock()
         self.barge_in_detected: list[float] = []  # when the worker silenced the player
+        self.barge_in_heard: list[float] = []  # capture time of the end of the block that made it do so
+        self.barge_in_echo_delay: list[float] = []  # the echo delay measured then (tap clock -> capture clock)
+        self.echo_delay: Callable[[], float | None] = lambda: None
 
     def on_step(self, step: Any) -> None:
         result = step.result
@@ -146,6 +154,8 @@ class CaptureLog:
                 self._samples -= self._blocks.popleft()[1].size
         if step.barged_in_at is not None or step.held_at is not None:
             self.barge_in_detected.append(step.done_at)
+            self.barge_in_heard.append(result.captured_at + result.audio.size / RATE)
+            self.barge_in_echo_delay.append(self.echo_delay() or 0.0)
 
     def locate(self, spoken: Pcm16, after: float, before: float) -> float | None:
         """When the first sample of ``spoken`` reached the microphone, between ``after`` and ``before``."""
@@ -199,6 +209,8 @@ class QuestionRun:
 class BargeInRun:
     onset_at: float | None = None
     detected_at: float | None = None
+    heard_at: float | None = None  # capture time of the end of the microphone block that triggered the stop
+    echo_delay_s: float = 0.0  # tap clock -> microphone clock, as measured on the echo
     silent_at: float | None = None
     sounding_at_onset: bool = False
     heard_s: float = 0.0
@@ -306,7 +318,11 @@ class _Bench:
         heard_at = self.capture.locate(spoken.audio, played_at - 0.5, played_at + spoken.audio.size / RATE + 2.0)
         if heard_at is not None:
             run.speech_end_at = heard_at + spoken.voiced_end_s
-            run.first_sound_at = first_sound_after(self.voice.playback_tap, run.speech_end_at)
+            delay = self.voice.echo_delay_s or 0.0
+            played = first_sound_after(self.voice.playback_tap, run.speech_end_at - delay)
+            run.first_sound_at = None if played is None else played + delay
+            if played is None:
+                log.warning("no reply sound found after the end of %r (echo delay %.3f s)", spoken.text, delay)
         return run
 
     async def barge_in(self, spoken: SpokenFile, after_s: float) -> BargeInRun:
@@ -338,11 +354,15 @@ class _Bench:
         if heard_at is not None:
             run.onset_at = heard_at + spoken.voiced_start_s
             tap = self.voice.playback_tap
-            run.silent_at = last_sound_before(tap, run.onset_at - 0.05, time.monotonic())
-            around = tap.read(run.onset_at - 0.05, int(0.1 * RATE))
+            detected = len(self.capture.barge_in_echo_delay) > detections
+            run.echo_delay_s = delay = self.capture.barge_in_echo_delay[detections] if detected else 0.0
+            played_until = last_sound_before(tap, run.onset_at - delay - 0.05, time.monotonic())
+            run.silent_at = None if played_until is None else played_until + delay
+            around = tap.read(run.onset_at - delay - 0.05, int(0.1 * RATE))
             run.sounding_at_onset = bool(np.any(np.abs(around.astype(np.int32)) > AUDIBLE))
         if len(self.capture.barge_in_detected) > detections:
             run.detected_at = self.capture.barge_in_detected[detections]
+            run.heard_at = self.capture.barge_in_heard[detections]
         run.heard_s = self.client.barge_ins[barge_ins][1]
         # the interruption became a question: let it be transcribed, then stop its reply
         with contextlib.suppress(TimeoutError):  # no words in it: no question, nothing to wait for
@@ -370,6 +390,7 @@ async def bench_voice(
         capture = CaptureLog()
         voice = VoiceInput(client, problems, VoiceSettings(), player=lambda: player, tap=PlaybackTap(seconds=60.0))
         voice.on_step = capture.on_step
+        capture.echo_delay = lambda: voice.echo_delay_s
         supervisor = BackendSupervisor(extra_args=["--llm-model", llm_model, "--stt-model", stt_model])
         connection: BackendConnection | None = None
         try:
@@ -400,8 +421,12 @@ async def bench_voice(
                 barge = await bench.barge_in(spoken, after_s=1.5 + 0.37 * (i % 4))
                 result.barge_ins.append(barge)
                 detected = barge.detected_at - barge.onset_at if barge.detected_at and barge.onset_at else None
+                heard = barge.heard_at - barge.onset_at if barge.heard_at and barge.onset_at else None
+                delivered = barge.detected_at - barge.heard_at if barge.detected_at and barge.heard_at else None
                 print(
                     f"  barge-in {i + 1:2d}/{barge_in_count} stop {ms(barge.stop_s)} detected {ms(detected)}"
+                    f" (speech heard {ms(heard)}, block delivered and processed {ms(delivered)},"
+                    f" echo delay {ms(barge.echo_delay_s)})"
                     f" {'(reply sounding)' if barge.sounding_at_onset else '(not measured)'}"
                     f" false triggers before it {barge.false_triggers}",
                     file=sys.stderr,

@@ -24,7 +24,7 @@ from backend.engines.stt.whisper_local import WhisperLocalSTT
 from backend.models.manager import ModelManager
 from tests.fakes.voice import RecordingLink, RecordingListener, ScriptedPlayer
 from tests.integration.test_whisper_stt import words
-from tests.spoken import espeak, silence
+from tests.spoken import espeak, silence, voiced_span
 
 pytestmark = pytest.mark.slow
 
@@ -237,3 +237,39 @@ def test_after_a_barge_in_the_next_replies_echo_triggers_nothing(replies: list[P
             assert len(link.barge_ins) == 1 and len(link.utterances) == 1, f"echo of reply {n} after the barge-in"
 
     asyncio.run(asyncio.wait_for(scenario(), 240))
+
+
+def test_a_voice_over_the_echo_pauses_the_reply_within_a_few_frames_and_keeps_its_first_word(
+    replies: list[Pcm16],
+) -> None:
+    """The echo model hears the person from their first syllable on, while the canceller's suppressor still
+    hides it; the utterance takes the model's residue there, so the start of the interruption is not lost."""
+    person = np.concatenate([espeak("Stop, wait a moment."), silence(0.2)])
+    voiced_from, _ = voiced_span(person)
+    at_s = 2.5
+    assert replies[3].size / VOICE_RATE > at_s + 1.0, "the reply still sounds when the person speaks"
+    paused_at: list[float] = []
+
+    async def scenario() -> Pcm16:
+        voice, link, player = hands_free()
+        voice.on_step = lambda step: paused_at.append(step.result.captured_at) if step.held_at is not None else None
+        scene = Scene(voice, player)
+        await scene.play(replies[1], NEAR, seed=1)
+        start = scene.clock
+        await scene.play(replies[3], NEAR, seed=3, person=person, at_s=at_s)
+        assert player.flushes == 1 and len(link.utterances) == 1
+        onset = start + 0.3 + at_s + voiced_from / RATE
+        assert paused_at and paused_at[0] - onset < 0.05, f"paused {1000 * (paused_at[0] - onset):.0f} ms after"
+        return link.utterances[0].pcm()
+
+    heard = asyncio.run(asyncio.wait_for(scenario(), 120)).astype(np.float64)
+    spoken = person.astype(np.float64)
+    correlation = np.correlate(heard, spoken[voiced_from : voiced_from + RATE // 2], mode="valid")
+    at = int(np.argmax(np.abs(correlation)))
+    first_word = slice(voiced_from, voiced_from + int(0.2 * RATE))
+    kept_db = level(heard[at : at + int(0.2 * RATE)]) - level(spoken[first_word])
+    assert kept_db > -6, f"the first 200 ms of the interruption came through {kept_db:.0f} dB down"
+
+
+def level(samples: np.ndarray) -> float:
+    return 10 * float(np.log10(np.mean(np.square(samples)) + 1.0))
