@@ -369,7 +369,11 @@ class VoiceInput:
                 self._listener.on_barge_in(step.barged_in_at)
             if step.held_at is not None and self._hold is None:
                 self._hold = (step.result.captured_at, step.held_at)
-                log.info("paused the reply after %.2f s: someone may be speaking over it", step.held_at)
+                log.info(
+                    "paused the reply after %.2f s: someone may be speaking over it (noticed by the %s)",
+                    step.held_at,
+                    "echo model" if step.result.onset_by_echo_model else "level rule",
+                )
             if self._hold is not None and (step.result.speaking or step.result.events):
                 self._confirm_hold()
             elif self._hold is not None and step.result.captured_at - self._hold[0] > HOLD_CONFIRM_S:

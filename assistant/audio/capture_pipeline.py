@@ -50,6 +50,13 @@ it: while something plays then, the microphone is not trusted to hold speech (no
 Only frames with sound in the reference count: the canceller learns nothing from silence, and a slip often
 comes between two replies (the device runs dry), long before the next reply's echo arrives."""
 DEFAULT_RECENT_S: Final = 0.5
+ECHO_LAG_RANGE_S: Final = (0.004, 0.2)
+"""Where the echo may sit behind the reference handed to the canceller. Outside it (an echo ahead of its
+reference, which no canceller removes, or one later than the canceller looks), the reference is moved so
+that the echo comes ``REALIGNED_LAG_S`` after it, but never so far that the reference would run past what
+the player has handed to the device (``REALIGN_MARGIN``) when the frame is read."""
+REALIGNED_LAG_S: Final = 0.008
+REALIGN_MARGIN: Final = 160
 MODEL_AUDIO_FRAMES: Final = 40
 """After an onset the echo model noticed, this many frames are taken from the model's residue rather than the
 canceller's output: the canceller's suppressor hides the first tenths of a second of a voice that starts over
@@ -67,6 +74,7 @@ class CaptureResult:
     pause_ms: float  # how long the current pause inside the utterance has lasted (0 while speech goes on)
     captured_at: float  # monotonic capture time of the first sample of ``audio``
     near_end_onset: bool = False  # someone started speaking over the playback (energy, not yet Silero)
+    onset_by_echo_model: bool = False  # ...noticed by the echo model (else by the level rule)
     unsettled: bool = False  # the echo path just changed: the canceller is re-learning it
 
 
@@ -96,6 +104,7 @@ class CapturePipeline:
         self._anchor: float | None = None  # capture time of 16 kHz sample 0 since the last anchor
         self._input_anchor = 0.0  # capture time of the first input sample since the last anchor
         self._reference_origin = 0  # the tap position of 16 kHz sample 0 since the anchor (plus the advance)
+        self._realigned_by = 0  # samples added to that origin since the anchor to put the echo behind its reference
         self._inputs = 0
         self._outputs = 0  # 16 kHz samples produced since the anchor
         self._pending = np.zeros(0, dtype=np.int16)  # resampled, not yet a whole 10 ms frame
@@ -103,6 +112,7 @@ class CapturePipeline:
         self._recent_samples = 0
         self._recent_limit = int(recent_s * SAMPLE_RATE)
         self.reanchors = 0
+        self.realignments = 0
         self._disruptions = tap.disruptions if tap is not None else 0
         self._unsettled = 0  # 10 ms frames left in which the canceller is re-learning
         self._model_audio = 0  # frames left to take from the echo model's residue (after an onset)
@@ -126,6 +136,8 @@ class CapturePipeline:
         if self.tap is not None and self.tap.disruptions != self._disruptions:
             self._disruptions = self.tap.disruptions
             self._unsettled = UNSETTLED_FRAMES
+            if self.near_end is not None:
+                self.near_end.echo_path_changed()
             log.info("the played timeline slipped (%d times so far): the echo canceller re-learns", self._disruptions)
         unsettled = self._unsettled > 0
         for offset in range(0, whole, AEC_FRAME):
@@ -139,7 +151,13 @@ class CapturePipeline:
                 self.gate.note(frame, reference, distrust=self._unsettled > 0)
             clean[offset : offset + AEC_FRAME] = self.echo.process(frame, reference)
             if self.near_end is not None and reference is not None:
-                onset = self._near_end(self.near_end, frame, clean[offset : offset + AEC_FRAME], reference) or onset
+                try:
+                    cleaned = clean[offset : offset + AEC_FRAME]
+                    read_end = self._reference_origin + first_pending + offset + AEC_FRAME
+                    onset = self._near_end(self.near_end, frame, cleaned, reference, read_end) or onset
+                except Exception:  # a bug in the fast path must not stop the microphone: the voice detector remains
+                    log.exception("the barge-in detector failed; barge-in now waits for the voice detector")
+                    self.near_end = None
         events = tuple(self.segmenter.feed(clean)) if whole else ()
         self._remember(clean)
         speaking = self.segmenter.speaking
@@ -152,13 +170,24 @@ class CapturePipeline:
             pause_ms=pause_ms,
             captured_at=first_pending_at,
             near_end_onset=onset,
+            onset_by_echo_model=onset and self.near_end is not None and self.near_end.last_onset_by_model,
             unsettled=unsettled,
         )
 
-    def _near_end(self, near_end: NearEndDetector, frame: Pcm16, cleaned: Pcm16, reference: Pcm16) -> bool:
-        """Runs the barge-in detector on one frame; after its echo model noticed a voice, ``cleaned`` becomes
-        the model's residue (written in place) for ``MODEL_AUDIO_FRAMES``."""
+    def _near_end(
+        self, near_end: NearEndDetector, frame: Pcm16, cleaned: Pcm16, reference: Pcm16, read_end: int
+    ) -> bool:
+        """Runs the barge-in detector on one frame (whose reference was read up to tap position ``read_end``);
+        after its echo model noticed a voice, ``cleaned`` becomes the model's residue (written in place) for
+        ``MODEL_AUDIO_FRAMES``; an echo found outside ``ECHO_LAG_RANGE_S`` is realigned."""
         onset = near_end.update(frame, cleaned, reference, trusted=self._unsettled == 0)
+        lag = near_end.predictor.lag
+        low, high = ECHO_LAG_RANGE_S
+        if lag is not None and self.tap is not None and not low * SAMPLE_RATE <= lag <= high * SAMPLE_RATE:
+            ahead = self.tap.written_until - read_end - REALIGN_MARGIN  # how much further the reference may run
+            shift = min(round(REALIGNED_LAG_S * SAMPLE_RATE) - lag, ahead)
+            if abs(shift) >= AEC_FRAME // 10:
+                self._realign(near_end, shift)
         if onset and near_end.last_onset_by_model:
             self._model_audio = MODEL_AUDIO_FRAMES
         if self._model_audio:
@@ -167,11 +196,24 @@ class CapturePipeline:
                 cleaned[:] = near_end.voice_frame
         return onset
 
+    def _realign(self, near_end: NearEndDetector, shift: int) -> None:
+        """Reads the reference ``shift`` samples further on (the echo then lags it by as much more); the canceller
+        and the echo model re-learn."""
+        self._reference_origin += shift
+        self._realigned_by += shift
+        near_end.predictor.shift(shift)
+        self._unsettled = UNSETTLED_FRAMES
+        self.realignments += 1
+        lag_ms = 1000 * near_end.predictor.lag / SAMPLE_RATE if near_end.predictor.lag is not None else 0.0
+        log.info(
+            "the echo now comes %.0f ms after its reference: realigned (%d times so far)", lag_ms, self.realignments
+        )
+
     @property
     def echo_delay_s(self) -> float | None:
         """How long after its tap time a played sound is captured, as the echo model measured it (or None)."""
         lag = self.near_end.predictor.lag if self.near_end is not None else None
-        return None if lag is None else lag / SAMPLE_RATE - self._advance
+        return None if lag is None else (lag - self._realigned_by) / SAMPLE_RATE - self._advance
 
     def recent(self, seconds: float) -> Pcm16:
         """The last ``seconds`` of clean audio (at most ``recent_s``)."""
@@ -200,6 +242,8 @@ class CapturePipeline:
         if self._anchor is not None:
             self.reanchors += 1
             self._unsettled = UNSETTLED_FRAMES
+            if self.near_end is not None:
+                self.near_end.echo_path_changed()
             log.info(
                 "the microphone's timeline slipped (%d times so far): the echo canceller re-learns",
                 self.reanchors,
@@ -209,5 +253,6 @@ class CapturePipeline:
         self._input_anchor = captured_at
         if self.tap is not None:
             self._reference_origin = self.tap.position(self._anchor + self._advance)
+        self._realigned_by = 0
         self._inputs = 0
         self._outputs = self._pending.size

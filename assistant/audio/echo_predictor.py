@@ -13,9 +13,10 @@ audio that goes to speech recognition):
   tens of milliseconds from one reply to the next.
 - ``EchoPredictor`` runs a partitioned-block frequency-domain NLMS filter over the
   reference delayed by that lag (``PARTITIONS`` blocks of 10 ms, so a room's early
-  reflections fit) and returns, per 10 ms frame, the residual the filter could not
-  explain. When the lag moves, the reference window moves with it and the filter
-  keeps what it learnt about the room.
+  reflections fit), with a proportionate step (most of it where the echo path is
+  strong), and returns, per 10 ms frame, the residual the filter could not explain.
+  When the lag moves, the reference window moves with it and the filter's taps with
+  the window, so it keeps what it learnt about the room.
 
 Qt-free, I/O-free, not thread-safe: used from the microphone's processing thread.
 """
@@ -40,10 +41,15 @@ POWER_SMOOTHING: Final = 0.9
 """The step is normalised by the reference energy in the filter's span, never by less than it holds now
 (a reply starting after silence must not make a huge step)."""
 REGULARIZATION: Final = 1e5
+PROPORTION_FLOOR: Final = 0.1
+"""Every partition keeps at least this share (relative to the strongest) of the step, to find new paths."""
 LEAD_SAMPLES: Final = 64
 """The filter starts this many samples before the echo's main path (resampling filters smear it both ways)."""
 HISTORY_S: Final = 1.0
 MAX_LAG_S: Final = 0.3
+MAX_LEAD_S: Final = 0.1
+"""Lags down to minus this are looked for too: an echo ahead of its reference (the device clocks misreported)
+cannot be cancelled, and the capture pipeline moves the reference back behind it when it finds one."""
 LAG_EVERY_FRAMES: Final = 25
 LAG_MIN_FRAMES: Final = 40
 """At least this much microphone audio (0.4 s) goes into an estimate."""
@@ -70,6 +76,7 @@ class LagTracker:
     def __init__(self) -> None:
         self._keep = int(HISTORY_S * 16000)
         self._max_lag = int(MAX_LAG_S * 16000)
+        self._max_lead = int(MAX_LEAD_S * 16000)
         self._mic: deque[Pcm16] = deque()
         self._ref: deque[Pcm16] = deque()
         self._frames = 0
@@ -126,11 +133,24 @@ class LagTracker:
         cross /= np.abs(cross) + 1e-9
         correlation = np.fft.irfft(cross, size)
         # correlation[k] pairs mic[i + k] with ref[i]: the echo at lag L is at k = L - offset (mod size)
-        lags = np.arange(self._max_lag + 1)
+        lags = np.arange(-self._max_lead, self._max_lag + 1)
         values = np.abs(correlation[(lags - offset) % size])
         best = int(np.argmax(values))
         sharpness = float(values[best]) / (float(np.mean(values)) + 1e-12)
-        return best if sharpness >= LAG_MIN_SHARPNESS else None
+        return int(lags[best]) if sharpness >= LAG_MIN_SHARPNESS else None
+
+    def shift(self, samples: int) -> None:
+        """The reference now runs ``samples`` further ahead of the microphone: the lag grows by as much.
+
+        The windows are forgotten (they mix both alignments); the next estimates are made from new audio.
+        """
+        self._mic.clear()
+        self._ref.clear()
+        self._candidate = None
+        self._frames = 0
+        if self.lag is not None:
+            self.lag += samples
+            self.changes += 1
 
 
 class EchoPredictor:
@@ -151,6 +171,13 @@ class EchoPredictor:
     def lag(self) -> int | None:
         return self.tracker.lag
 
+    def shift(self, samples: int) -> None:
+        """The reference now runs ``samples`` further ahead of the microphone (see ``LagTracker.shift``)."""
+        self.tracker.shift(samples)
+        if self.tracker.lag is not None:
+            self._delay = max(0, self.tracker.lag - LEAD_SAMPLES)
+            self._rebuild_spectra()
+
     def process(self, mic: Pcm16, reference: Pcm16, *, adapt: bool) -> Samples:
         """The part of ``mic`` the model does not predict from ``reference`` (float64, same length).
 
@@ -161,7 +188,9 @@ class EchoPredictor:
         self._history = np.roll(self._history, -BLOCK)
         self._history[-BLOCK:] = ref
         if self.tracker.add(mic, reference) and self.tracker.lag is not None:
-            self._delay = max(0, self.tracker.lag - LEAD_SAMPLES)
+            delay = max(0, self.tracker.lag - LEAD_SAMPLES)
+            self._shift_weights(delay - self._delay)
+            self._delay = delay
             self._rebuild_spectra()
         else:
             self._spectra = np.roll(self._spectra, 1, axis=0)
@@ -182,15 +211,42 @@ class EchoPredictor:
         window: Samples = self._history[end - self._size : end]
         return window
 
+    def _shift_weights(self, taps: int) -> None:
+        """The echo moved ``taps`` later against the reference: what the filter has learnt there since (it
+        learns faster than the lag is confirmed) moves to where the window now expects the echo; a move
+        longer than the filter leaves nothing to keep."""
+        if taps == 0:
+            return
+        response = np.fft.irfft(self._weights, self._size, axis=1)[:, :BLOCK].reshape(-1)
+        moved = np.zeros_like(response)
+        if 0 < taps < response.size:
+            moved[: response.size - taps] = response[taps:]
+        elif -response.size < taps < 0:
+            moved[-taps:] = response[: response.size + taps]
+        padded = np.concatenate([moved.reshape(self._partitions, BLOCK), np.zeros((self._partitions, BLOCK))], axis=1)
+        self._weights = np.fft.rfft(padded, axis=1)
+
     def _rebuild_spectra(self) -> None:
         for p in range(self._partitions):
             self._spectra[p] = np.fft.rfft(self._window(p))
+
+    def _proportions(self) -> Samples:
+        """Each partition's share of the step, by its weight (proportionate NLMS), scaled to average 1.
+
+        An echo path is mostly a few strong taps; giving the partitions that hold them most of the step makes
+        the model re-learn in a fraction of the time (a new reply shifts the echo by a fraction of a sample).
+        """
+        norms = np.sqrt(np.sum(np.abs(self._weights) ** 2, axis=1))
+        shares = norms + PROPORTION_FLOOR * float(np.max(norms)) + 1e-9
+        result: Samples = self._partitions * shares / float(np.sum(shares))
+        return result
 
     def _learn(self, residual: Samples) -> None:
         span = np.sum(np.abs(self._spectra) ** 2, axis=0)  # the reference energy the filter sees, per bin
         self._power = np.maximum(POWER_SMOOTHING * self._power + (1 - POWER_SMOOTHING) * span, span)
         error = np.fft.rfft(np.concatenate([np.zeros(BLOCK), residual]))
         gradient = np.conj(self._spectra) * (error / (self._power + REGULARIZATION))
+        gradient *= self._proportions()[:, np.newaxis]
         constrained = np.fft.irfft(gradient, self._size, axis=1)
         constrained[:, BLOCK:] = 0  # keep each partition a causal 10 ms piece of the impulse response
         self._weights += self._step * np.fft.rfft(constrained, axis=1)

@@ -130,10 +130,8 @@ class NearEndDetector:
         ``trusted`` False (the echo path just changed) still teaches the models but never reports an onset.
         """
         playing = bool(np.any(reference))
-        if playing and self._since_sound >= ECHO_TAIL_FRAMES:  # a new reply: re-check the echo lag first
-            self._reduction.clear()
-            self._excess.clear()
-            self._confirmations_needed = self.predictor.tracker.confirmations + 1
+        if playing and self._since_sound >= ECHO_TAIL_FRAMES:  # a new reply: the echo path may have moved
+            self.echo_path_changed()
         self._since_sound = 0 if playing else self._since_sound + 1
         self._quiet_for += 1
         raw_db, clean_db = frame_dbfs(raw), frame_dbfs(clean)
@@ -170,8 +168,9 @@ class NearEndDetector:
         """Runs the echo model on one frame and notes whether it holds a voice the model cannot explain."""
         predictor = self.predictor
         residual = predictor.process(raw, reference, adapt=playing and self._learn_pause == 0)
-        if predictor.tracker.changes != self._lag_changes:  # the echo moved: its reduction is to be measured anew
+        if predictor.tracker.changes != self._lag_changes:  # the echo moved: both paths must prove themselves anew
             self._lag_changes = predictor.tracker.changes
+            self._echo_kept.clear()
             self._reduction.clear()
             self._excess.clear()
         residual_db = _spread_dbfs(residual)
@@ -206,6 +205,14 @@ class NearEndDetector:
             self._excess.append(excess)
         self._learn_pause = LEARN_PAUSE_FRAMES if near else max(0, self._learn_pause - 1)
         self._residual_recent.append(near)
+
+    def echo_path_changed(self) -> None:
+        """The echo may have moved (a new reply, a slip of a timeline): neither the canceller's nor the echo
+        model's past record counts until they have shown again that they remove it (and the lag is confirmed)."""
+        self._echo_kept.clear()
+        self._reduction.clear()
+        self._excess.clear()
+        self._confirmations_needed = self.predictor.tracker.confirmations + 1
 
     def reset(self) -> None:
         """Forgets the recent frames (not what it learnt about the canceller or the echo)."""

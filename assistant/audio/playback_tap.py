@@ -46,6 +46,11 @@ class PlaybackTap:
         self.disruptions = 0
         """Times the played timeline slipped (re-anchored, or the device ran dry); the player adds its own."""
 
+    @property
+    def written_until(self) -> int:
+        """One past the last timeline position written: what has not been handed to the device yet starts here."""
+        return self._head
+
     def position(self, at: float) -> int:
         """The timeline position (16 kHz samples) of monotonic time ``at``."""
         return round((at - self._origin) * RATE)

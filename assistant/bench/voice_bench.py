@@ -141,6 +141,7 @@ class CaptureLog:
         self.barge_in_detected: list[float] = []  # when the worker silenced the player
         self.barge_in_heard: list[float] = []  # capture time of the end of the block that made it do so
         self.barge_in_echo_delay: list[float] = []  # the echo delay measured then (tap clock -> capture clock)
+        self.barge_in_by_model: list[bool] = []  # noticed by the echo model (else the level rule, or Silero)
         self.echo_delay: Callable[[], float | None] = lambda: None
 
     def on_step(self, step: Any) -> None:
@@ -156,6 +157,7 @@ class CaptureLog:
             self.barge_in_detected.append(step.done_at)
             self.barge_in_heard.append(result.captured_at + result.audio.size / RATE)
             self.barge_in_echo_delay.append(self.echo_delay() or 0.0)
+            self.barge_in_by_model.append(result.onset_by_echo_model)
 
     def locate(self, spoken: Pcm16, after: float, before: float) -> float | None:
         """When the first sample of ``spoken`` reached the microphone, between ``after`` and ``before``."""
@@ -211,6 +213,7 @@ class BargeInRun:
     detected_at: float | None = None
     heard_at: float | None = None  # capture time of the end of the microphone block that triggered the stop
     echo_delay_s: float = 0.0  # tap clock -> microphone clock, as measured on the echo
+    by_echo_model: bool = False
     silent_at: float | None = None
     sounding_at_onset: bool = False
     heard_s: float = 0.0
@@ -356,6 +359,7 @@ class _Bench:
             tap = self.voice.playback_tap
             detected = len(self.capture.barge_in_echo_delay) > detections
             run.echo_delay_s = delay = self.capture.barge_in_echo_delay[detections] if detected else 0.0
+            run.by_echo_model = detected and self.capture.barge_in_by_model[detections]
             played_until = last_sound_before(tap, run.onset_at - delay - 0.05, time.monotonic())
             run.silent_at = None if played_until is None else played_until + delay
             around = tap.read(run.onset_at - delay - 0.05, int(0.1 * RATE))
@@ -426,7 +430,7 @@ async def bench_voice(
                 print(
                     f"  barge-in {i + 1:2d}/{barge_in_count} stop {ms(barge.stop_s)} detected {ms(detected)}"
                     f" (speech heard {ms(heard)}, block delivered and processed {ms(delivered)},"
-                    f" echo delay {ms(barge.echo_delay_s)})"
+                    f" echo delay {ms(barge.echo_delay_s)}, by {'the echo model' if barge.by_echo_model else 'level'})"
                     f" {'(reply sounding)' if barge.sounding_at_onset else '(not measured)'}"
                     f" false triggers before it {barge.false_triggers}",
                     file=sys.stderr,

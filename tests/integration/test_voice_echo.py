@@ -104,10 +104,12 @@ class Scene:
     when asked, a person.
     """
 
-    def __init__(self, voice: VoiceInput, player: ScriptedPlayer) -> None:
+    def __init__(self, voice: VoiceInput, player: ScriptedPlayer, *, capture_clock_error_s: float = 0.0) -> None:
         self.voice = voice
         self.player = player
         self.clock = CLOCK_START  # a simulated clock: the same timing, sample for sample, in every run
+        self.capture_clock_error_s = capture_clock_error_s
+        """Added to the capture times the microphone reports (a device's latency misreported)."""
 
     async def play(self, reply: Pcm16, room: Room, seed: int, person: Pcm16 | None = None, at_s: float = 0.0) -> None:
         """Plays ``reply`` (22050 Hz) after 0.3 s of silence; the person speaks ``at_s`` into it.
@@ -152,7 +154,8 @@ class Scene:
             if person is not None and person_at <= heard < person_end:
                 part = person[heard - person_at : heard - person_at + BLOCK]
                 mic[: part.size] += part
-            self.voice.process_block(np.clip(np.rint(mic), -32768, 32767).astype(np.int16), now)
+            captured_at = now + self.capture_clock_error_s
+            self.voice.process_block(np.clip(np.rint(mic), -32768, 32767).astype(np.int16), captured_at)
             heard += BLOCK
             if heard % (BLOCK * 4) == 0:
                 await asyncio.sleep(0)
@@ -182,6 +185,24 @@ def test_twenty_replies_of_echo_trigger_nothing(replies: list[Pcm16], room: Room
             player.held = False  # a brief pause for a burst of echo is allowed: it resumes (below)
             assert link.utterances == [], f"an utterance (and so a transcript) from reply {n}"
         print(f"{room}: {voice.holds} brief pause(s) for bursts of echo, none confirmed as speech")
+
+    asyncio.run(asyncio.wait_for(scenario(), 240))
+
+
+def test_an_echo_that_arrives_before_its_reference_is_realigned_and_triggers_nothing(replies: list[Pcm16]) -> None:
+    """The microphone's capture times are 80 ms early (its latency misreported): the echo reaches the canceller
+    before the reference it is the echo of, which no canceller can remove. The echo model finds it ahead and
+    the reference is moved back behind it."""
+
+    async def scenario() -> None:
+        voice, link, player = hands_free()
+        scene = Scene(voice, player, capture_clock_error_s=-0.08)
+        for n, reply in enumerate(replies[:10]):
+            await scene.play(reply, NEAR, seed=n)
+            player.held = False
+            assert link.barge_ins == [] and link.utterances == [], f"the echo of reply {n} was taken for a voice"
+        delay = voice.echo_delay_s  # on the capture clock: the room's 30 ms, minus the clock's 80 ms error
+        assert delay is not None and abs(delay - (NEAR.delay_ms / 1000 - 0.08)) < 0.005, delay
 
     asyncio.run(asyncio.wait_for(scenario(), 240))
 

@@ -7,6 +7,7 @@ import numpy as np
 from assistant.audio.capture_pipeline import UNSETTLED_FRAMES, CapturePipeline
 from assistant.audio.echo_canceller import EchoCanceller
 from assistant.audio.echo_gate import EchoGate
+from assistant.audio.near_end import NearEndDetector
 from assistant.audio.playback_tap import PlaybackTap
 from assistant.audio.resample import resample
 from assistant.audio.vad import SileroVad, UtteranceSegmenter
@@ -65,3 +66,37 @@ def test_after_a_slip_of_the_played_timeline_the_microphone_is_not_trusted_for_a
     unsettled = [r.unsettled for r in playing]
     assert unsettled[0] and not unsettled[-1]
     assert UNSETTLED_FRAMES <= sum(unsettled) + 1 < reply.size // 160, "1.5 s of playback, within the reply"
+
+
+class BrokenDetector(NearEndDetector):
+    """A barge-in detector with a bug in it."""
+
+    def update(self, raw: np.ndarray, clean: np.ndarray, reference: np.ndarray, *, trusted: bool = True) -> bool:
+        raise ZeroDivisionError("a bug")
+
+
+def test_a_failing_barge_in_detector_is_dropped_and_the_microphone_goes_on() -> None:
+    reply = espeak("The weather tomorrow looks mild, with light clouds in the morning.")
+    tap = PlaybackTap(seconds=20, clock=lambda: T0)
+    for i in range(0, reply.size, 1024):
+        tap.write(reply[i : i + 1024], 16000, T0 + i / 16000)
+    pipeline = CapturePipeline(16000, UtteranceSegmenter(SileroVad()), EchoCanceller(), tap, near_end=BrokenDetector())
+    results = feed(pipeline, (reply * 0.3).astype(np.int16), 16000, T0)
+    assert pipeline.near_end is None
+    assert sum(r.audio.size for r in results) >= reply.size - 480, "every block was still cleaned and passed on"
+
+
+def test_an_echo_ahead_of_its_reference_is_realigned_behind_it() -> None:
+    """The microphone's capture times run 60 ms early: its echo comes before the reference it is the echo of."""
+    reply = np.concatenate([espeak(text) for text in ("The weather tomorrow looks mild.", "Paris sits on the Seine.")])
+    tap = PlaybackTap(seconds=20, clock=lambda: T0)
+    for i in range(0, reply.size, 1024):
+        tap.write(reply[i : i + 1024], 16000, T0 + i / 16000)
+    delay = int(0.01 * 16000)
+    echo = np.concatenate([np.zeros(delay, dtype=np.int16), (reply[:-delay] * 0.5).astype(np.int16)])
+    pipeline = CapturePipeline(16000, UtteranceSegmenter(SileroVad()), EchoCanceller(), tap, near_end=NearEndDetector())
+    assert pipeline.echo_delay_s is None
+    feed(pipeline, echo, 16000, T0 - 0.06)
+    assert pipeline.realignments == 1
+    delay = pipeline.echo_delay_s  # on the microphone's clock: 10 ms of way back, 60 ms of clock error
+    assert delay is not None and abs(delay - (0.01 - 0.06)) < 0.002, delay

@@ -132,3 +132,17 @@ def test_the_model_waits_for_a_new_reply_to_show_its_lag_before_it_speaks_up() -
     pause = np.zeros(int(0.8 * RATE))
     run_detector(detector, pause, pause)
     assert run_detector(detector, echo_of(reference, room(55, -6)), reference) == []
+
+
+def test_the_model_follows_the_echo_when_it_moves_further_than_its_length() -> None:
+    predictor = EchoPredictor()
+    reference = speech(REPLY, -18)
+    half = reference.size // 2
+    mic = np.concatenate([echo_of(reference[:half], room(5, -6)), echo_of(reference[half:], room(200, -6))])
+    reduction = []
+    for i, (mic_frame, ref_frame) in enumerate(zip(frames(mic), frames(reference), strict=True)):
+        residual = predictor.process(mic_frame, ref_frame, adapt=True)
+        if i * BLOCK > half + 2 * RATE and frame_dbfs(mic_frame) > -40:
+            reduction.append(frame_dbfs(mic_frame) - frame_dbfs(residual))
+    assert predictor.lag is not None and abs(predictor.lag - 200 * 16) <= 4
+    assert np.median(reduction) > 20, np.median(reduction)
