@@ -57,6 +57,12 @@ that the echo comes ``REALIGNED_LAG_S`` after it, but never so far that the refe
 the player has handed to the device (``REALIGN_MARGIN``) when the frame is read."""
 REALIGNED_LAG_S: Final = 0.008
 REALIGN_MARGIN: Final = 160
+REPLY_GAP_FRAMES: Final = 50
+PROOF_FRAMES: Final = 100
+"""A reply starting after ``REPLY_GAP_FRAMES`` of silence may have moved the echo path (the device timelines
+are re-anchored between replies): in its first second of playback the microphone is not trusted to hold a
+voice (no barge-in, no utterance) until the canceller has shown it removes this reply's echo
+(``NearEndDetector.armed``), usually within half a second."""
 MODEL_AUDIO_FRAMES: Final = 40
 """After an onset the echo model noticed, this many frames are taken from the model's residue rather than the
 canceller's output: the canceller's suppressor hides the first tenths of a second of a voice that starts over
@@ -75,7 +81,7 @@ class CaptureResult:
     captured_at: float  # monotonic capture time of the first sample of ``audio``
     near_end_onset: bool = False  # someone started speaking over the playback (energy, not yet Silero)
     onset_by_echo_model: bool = False  # ...noticed by the echo model (else by the level rule)
-    unsettled: bool = False  # the echo path just changed: the canceller is re-learning it
+    unsettled: bool = False  # the echo path just changed (a slip, a new reply): the microphone is not trusted
 
 
 class CapturePipeline:
@@ -116,6 +122,8 @@ class CapturePipeline:
         self._disruptions = tap.disruptions if tap is not None else 0
         self._unsettled = 0  # 10 ms frames left in which the canceller is re-learning
         self._model_audio = 0  # frames left to take from the echo model's residue (after an onset)
+        self._quiet_frames = REPLY_GAP_FRAMES  # frames since the reference last had sound
+        self._proving = 0  # playback frames left in which a new reply's echo must be shown removed
 
     def process(self, samples: Pcm16, captured_at: float) -> CaptureResult:
         """Runs one microphone block through the pipeline; see the module docstring."""
@@ -147,14 +155,16 @@ class CapturePipeline:
                 reference = self.tap.read_at(self._reference_origin + first_pending + offset, AEC_FRAME)
             if reference is None or np.any(reference):  # without a reference there is nothing to re-learn
                 self._unsettled = max(0, self._unsettled - 1)
+            distrust = self._unsettled > 0 or not self._reply_proven(reference)
+            unsettled = unsettled or distrust
             if self.gate is not None:
-                self.gate.note(frame, reference, distrust=self._unsettled > 0)
+                self.gate.note(frame, reference, distrust=distrust)
             clean[offset : offset + AEC_FRAME] = self.echo.process(frame, reference)
             if self.near_end is not None and reference is not None:
                 try:
                     cleaned = clean[offset : offset + AEC_FRAME]
                     read_end = self._reference_origin + first_pending + offset + AEC_FRAME
-                    onset = self._near_end(self.near_end, frame, cleaned, reference, read_end) or onset
+                    onset = self._near_end(self.near_end, frame, cleaned, reference, read_end, distrust) or onset
                 except Exception:  # a bug in the fast path must not stop the microphone: the voice detector remains
                     log.exception("the barge-in detector failed; barge-in now waits for the voice detector")
                     self.near_end = None
@@ -174,13 +184,32 @@ class CapturePipeline:
             unsettled=unsettled,
         )
 
+    def _reply_proven(self, reference: Pcm16 | None) -> bool:
+        """False in the first ``PROOF_FRAMES`` of playback of a reply until the canceller has shown it removes
+        this reply's echo (the echo path may have moved since the last one); True otherwise."""
+        if reference is None or self.near_end is None:
+            return True
+        playing = bool(np.any(reference))
+        if playing and self._quiet_frames >= REPLY_GAP_FRAMES:
+            self._proving = PROOF_FRAMES
+        self._quiet_frames = 0 if playing else self._quiet_frames + 1
+        if self._proving and (playing or self.near_end.armed):
+            self._proving = 0 if self.near_end.armed else self._proving - 1
+        return self._proving == 0
+
     def _near_end(
-        self, near_end: NearEndDetector, frame: Pcm16, cleaned: Pcm16, reference: Pcm16, read_end: int
+        self,
+        near_end: NearEndDetector,
+        frame: Pcm16,
+        cleaned: Pcm16,
+        reference: Pcm16,
+        read_end: int,
+        distrust: bool,
     ) -> bool:
         """Runs the barge-in detector on one frame (whose reference was read up to tap position ``read_end``);
         after its echo model noticed a voice, ``cleaned`` becomes the model's residue (written in place) for
         ``MODEL_AUDIO_FRAMES``; an echo found outside ``ECHO_LAG_RANGE_S`` is realigned."""
-        onset = near_end.update(frame, cleaned, reference, trusted=self._unsettled == 0)
+        onset = near_end.update(frame, cleaned, reference, trusted=not distrust)
         lag = near_end.predictor.lag
         low, high = ECHO_LAG_RANGE_S
         if lag is not None and self.tap is not None and not low * SAMPLE_RATE <= lag <= high * SAMPLE_RATE:

@@ -140,11 +140,11 @@ class NearEndDetector:
             self._recent.clear()
             return False
         kept_db = clean_db - raw_db
-        if not trusted:  # the canceller is re-learning: what it lets through now says nothing
+        if playing and raw_db > ECHO_LEVEL_DBFS:  # how well the canceller removes the echo now (arming)
+            self._echo_kept.append(kept_db)
+        if not trusted:  # the canceller is re-learning, or has yet to show it removes this reply's echo
             self._recent.clear()
             return False
-        if playing and raw_db > ECHO_LEVEL_DBFS:
-            self._echo_kept.append(kept_db)
         self._recent.append(clean_db > LEVEL_DBFS and kept_db > KEPT_DB)
         by_residual = sum(self._residual_recent) >= RESIDUAL_ACTIVE
         by_level = sum(self._recent) >= ACTIVE and self.armed

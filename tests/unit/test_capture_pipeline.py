@@ -100,3 +100,23 @@ def test_an_echo_ahead_of_its_reference_is_realigned_behind_it() -> None:
     assert pipeline.realignments == 1
     delay = pipeline.echo_delay_s  # on the microphone's clock: 10 ms of way back, 60 ms of clock error
     assert delay is not None and abs(delay - (0.01 - 0.06)) < 0.002, delay
+
+
+def test_a_new_reply_is_not_trusted_until_its_echo_is_shown_removed() -> None:
+    reply = espeak("The weather tomorrow looks mild, with light clouds in the morning and sun after lunch.")
+    tap = PlaybackTap(seconds=20, clock=lambda: T0)
+    start = T0 + 1.0  # after a second of silence
+    for i in range(0, reply.size, 1024):
+        tap.write(reply[i : i + 1024], 16000, start + i / 16000)
+    delay = int(0.03 * 16000)
+    echo = np.concatenate([silence(1.0), np.zeros(delay, dtype=np.int16), (reply[:-delay] * 0.5).astype(np.int16)])
+    gate = EchoGate(SileroVad())
+    pipeline = CapturePipeline(
+        16000, UtteranceSegmenter(gate), EchoCanceller(), tap, gate=gate, near_end=NearEndDetector()
+    )
+    results = feed(pipeline, echo, 16000, T0)
+    during = [r.unsettled for r in results[100:]]  # from the reply's first sound on
+    assert during[0], "the reply's first frames are not trusted"
+    proven = during.index(False)
+    assert 30 <= proven <= 100, f"trusted after {proven * 10} ms of the reply"
+    assert not any(during[proven:]), "once shown, the reply's echo stays trusted"
