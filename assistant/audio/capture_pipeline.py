@@ -57,9 +57,8 @@ that the echo comes ``REALIGNED_LAG_S`` after it, but never so far that the refe
 the player has handed to the device (``REALIGN_MARGIN``) when the frame is read."""
 REALIGNED_LAG_S: Final = 0.008
 REALIGN_MARGIN: Final = 160
-REPLY_GAP_FRAMES: Final = 50
 PROOF_FRAMES: Final = 100
-"""A reply starting after ``REPLY_GAP_FRAMES`` of silence may have moved the echo path (the device timelines
+"""A new reply (``NearEndDetector.starts_reply``) may have moved the echo path (the device timelines
 are re-anchored between replies): in its first second of playback the microphone is not trusted to hold a
 voice (no barge-in, no utterance) until the canceller has shown it removes this reply's echo
 (``NearEndDetector.armed``), usually within half a second."""
@@ -122,7 +121,6 @@ class CapturePipeline:
         self._disruptions = tap.disruptions if tap is not None else 0
         self._unsettled = 0  # 10 ms frames left in which the canceller is re-learning
         self._model_audio = 0  # frames left to take from the echo model's residue (after an onset)
-        self._quiet_frames = REPLY_GAP_FRAMES  # frames since the reference last had sound
         self._proving = 0  # playback frames left in which a new reply's echo must be shown removed
 
     def process(self, samples: Pcm16, captured_at: float) -> CaptureResult:
@@ -190,9 +188,8 @@ class CapturePipeline:
         if reference is None or self.near_end is None:
             return True
         playing = bool(np.any(reference))
-        if playing and self._quiet_frames >= REPLY_GAP_FRAMES:
+        if self.near_end.starts_reply(reference):
             self._proving = PROOF_FRAMES
-        self._quiet_frames = 0 if playing else self._quiet_frames + 1
         if self._proving and (playing or self.near_end.armed):
             self._proving = 0 if self.near_end.armed else self._proving - 1
         return self._proving == 0

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from assistant.audio.resample import Pcm16
 
+RATE: Final = 16000
 BLOCK: Final = 160
 """10 ms at 16 kHz, the capture pipeline's frame."""
 PARTITIONS: Final = 8
@@ -74,9 +75,9 @@ class LagTracker:
     """Where the echo of the reference appears in the microphone, in samples (GCC-PHAT); see the module docstring."""
 
     def __init__(self) -> None:
-        self._keep = int(HISTORY_S * 16000)
-        self._max_lag = int(MAX_LAG_S * 16000)
-        self._max_lead = int(MAX_LEAD_S * 16000)
+        self._keep = int(HISTORY_S * RATE)
+        self._max_lag = int(MAX_LAG_S * RATE)
+        self._max_lead = int(MAX_LEAD_S * RATE)
         self._mic: deque[Pcm16] = deque()
         self._ref: deque[Pcm16] = deque()
         self._frames = 0
@@ -119,10 +120,10 @@ class LagTracker:
 
     def _estimate(self) -> int | None:
         usable = min(len(self._mic), len(self._ref) - self._max_lag // BLOCK)  # early on, a shorter window
-        recent = list(self._ref)[-usable:]  # what played during the microphone window
-        if sum(bool(np.any(frame)) for frame in recent) < LAG_MIN_PLAYING * usable:
+        played = list(self._ref)
+        if sum(bool(np.any(frame)) for frame in played[-usable:]) < LAG_MIN_PLAYING * usable:
             return None  # mostly silence (between replies, or paused for a voice): nothing to align on
-        reference = np.concatenate(list(self._ref)).astype(np.float64)
+        reference = np.concatenate(played).astype(np.float64)
         if frame_dbfs(reference) < LAG_MIN_DBFS:
             return None
         mic = np.concatenate(list(self._mic)[-usable:]).astype(np.float64)
@@ -163,7 +164,7 @@ class EchoPredictor:
         self._weights = np.zeros((partitions, BLOCK + 1), dtype=np.complex128)
         self._spectra = np.zeros((partitions, BLOCK + 1), dtype=np.complex128)
         self._power = np.zeros(BLOCK + 1)
-        self._history = np.zeros(int(MAX_LAG_S * 16000) + (partitions + 2) * BLOCK, dtype=np.float64)
+        self._history = np.zeros(int(MAX_LAG_S * RATE) + (partitions + 2) * BLOCK, dtype=np.float64)
         self._delay = 0  # the filter's window starts this many samples before the newest reference sample
         self.tracker = LagTracker()
 
@@ -200,10 +201,6 @@ class EchoPredictor:
         if adapt:
             self._learn(residual)
         return residual
-
-    def reset(self) -> None:
-        """Forgets the echo path (not the lag)."""
-        self._weights[:] = 0
 
     def _window(self, blocks_back: int) -> Samples:
         """The 2-block input window of the partition ``blocks_back`` blocks old, delayed by the lag."""

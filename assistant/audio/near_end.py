@@ -108,7 +108,6 @@ class NearEndDetector:
         """The last microphone frame minus the modelled echo, as late as the canceller's output, while the
         model is trusted (else None): unlike the canceller's, it does not hide a voice that starts over the echo."""
         self.onsets = 0
-        self.residual_onsets = 0
         self.last_onset_by_model = False
 
     @property
@@ -117,6 +116,10 @@ class NearEndDetector:
         if len(self._echo_kept) < ARMING_MIN_FRAMES:
             return False
         return float(np.quantile(np.fromiter(self._echo_kept, dtype=np.float64), ARMING_QUANTILE)) < ARMING_KEPT_DB
+
+    def starts_reply(self, reference: Pcm16) -> bool:
+        """``reference`` (the next frame's) is the first sound after ``ECHO_TAIL_FRAMES`` of silence: a new reply."""
+        return self._since_sound >= ECHO_TAIL_FRAMES and bool(np.any(reference))
 
     @property
     def typical_reduction_db(self) -> float | None:
@@ -130,7 +133,7 @@ class NearEndDetector:
         ``trusted`` False (the echo path just changed) still teaches the models but never reports an onset.
         """
         playing = bool(np.any(reference))
-        if playing and self._since_sound >= ECHO_TAIL_FRAMES:  # a new reply: the echo path may have moved
+        if self.starts_reply(reference):  # the echo path may have moved since the last reply
             self.echo_path_changed()
         self._since_sound = 0 if playing else self._since_sound + 1
         self._quiet_for += 1
@@ -154,7 +157,6 @@ class NearEndDetector:
         self._recent.clear()
         self._residual_recent.clear()
         self.onsets += 1
-        self.residual_onsets += by_residual
         self.last_onset_by_model = by_residual
         log.debug(
             "near-end onset (%s): clean %.0f dBFS, %.0f dB of the microphone kept",
@@ -170,9 +172,7 @@ class NearEndDetector:
         residual = predictor.process(raw, reference, adapt=playing and self._learn_pause == 0)
         if predictor.tracker.changes != self._lag_changes:  # the echo moved: both paths must prove themselves anew
             self._lag_changes = predictor.tracker.changes
-            self._echo_kept.clear()
-            self._reduction.clear()
-            self._excess.clear()
+            self._forget_record()
         residual_db = _spread_dbfs(residual)
         reduction = raw_db - residual_db
         predicted_db = frame_dbfs(raw.astype(np.float64) - residual)
@@ -209,10 +209,14 @@ class NearEndDetector:
     def echo_path_changed(self) -> None:
         """The echo may have moved (a new reply, a slip of a timeline): neither the canceller's nor the echo
         model's past record counts until they have shown again that they remove it (and the lag is confirmed)."""
+        self._forget_record()
+        self._confirmations_needed = self.predictor.tracker.confirmations + 1
+
+    def _forget_record(self) -> None:
+        """Drops what the canceller and the echo model have shown on earlier echo."""
         self._echo_kept.clear()
         self._reduction.clear()
         self._excess.clear()
-        self._confirmations_needed = self.predictor.tracker.confirmations + 1
 
     def reset(self) -> None:
         """Forgets the recent frames (not what it learnt about the canceller or the echo)."""

@@ -130,6 +130,16 @@ def _voiced_span(audio: Pcm16, level_dbfs: float = -40.0, window: int = 160) -> 
     return int(loud[0] * window), int((loud[-1] + 1) * window)
 
 
+@dataclass(frozen=True)
+class Detection:
+    """The worker silenced the player (a barge-in, or a pause to confirm one)."""
+
+    done_at: float  # when
+    heard_at: float  # capture time of the end of the microphone block that made it do so
+    echo_delay_s: float  # the echo delay measured then (tap clock -> capture clock)
+    by_echo_model: bool  # noticed by the echo model (else the level rule, or Silero)
+
+
 class CaptureLog:
     """The clean microphone audio with its capture times, kept from the worker thread (bounded)."""
 
@@ -138,10 +148,7 @@ class CaptureLog:
         self._samples = 0
         self._limit = int(keep_s * RATE)
         self._lock = threading.Lock()
-        self.barge_in_detected: list[float] = []  # when the worker silenced the player
-        self.barge_in_heard: list[float] = []  # capture time of the end of the block that made it do so
-        self.barge_in_echo_delay: list[float] = []  # the echo delay measured then (tap clock -> capture clock)
-        self.barge_in_by_model: list[bool] = []  # noticed by the echo model (else the level rule, or Silero)
+        self.detections: list[Detection] = []  # each time the worker silenced the player
         self.echo_delay: Callable[[], float | None] = lambda: None
 
     def on_step(self, step: Any) -> None:
@@ -154,10 +161,10 @@ class CaptureLog:
             while self._samples > self._limit:
                 self._samples -= self._blocks.popleft()[1].size
         if step.barged_in_at is not None or step.held_at is not None:
-            self.barge_in_detected.append(step.done_at)
-            self.barge_in_heard.append(result.captured_at + result.audio.size / RATE)
-            self.barge_in_echo_delay.append(self.echo_delay() or 0.0)
-            self.barge_in_by_model.append(result.onset_by_echo_model)
+            heard_at = result.captured_at + result.audio.size / RATE
+            self.detections.append(
+                Detection(step.done_at, heard_at, self.echo_delay() or 0.0, result.onset_by_echo_model)
+            )
 
     def locate(self, spoken: Pcm16, after: float, before: float) -> float | None:
         """When the first sample of ``spoken`` reached the microphone, between ``after`` and ``before``."""
@@ -344,7 +351,7 @@ class _Bench:
         finally:
             run.false_triggers = len(self.client.barge_ins) - before  # nobody has spoken yet
         barge_ins = len(self.client.barge_ins)
-        detections = len(self.capture.barge_in_detected)
+        detections = len(self.capture.detections)
         played_at = time.monotonic()
         await self.room.play_file(spoken.path)
         try:
@@ -353,20 +360,19 @@ class _Bench:
             log.warning("no barge-in for %r", spoken.text)
             self.client.stop()
             return run
+        detection = self.capture.detections[detections] if len(self.capture.detections) > detections else None
         heard_at = self.capture.locate(spoken.audio, played_at - 0.5, played_at + spoken.audio.size / RATE + 1.0)
         if heard_at is not None:
             run.onset_at = heard_at + spoken.voiced_start_s
             tap = self.voice.playback_tap
-            detected = len(self.capture.barge_in_echo_delay) > detections
-            run.echo_delay_s = delay = self.capture.barge_in_echo_delay[detections] if detected else 0.0
-            run.by_echo_model = detected and self.capture.barge_in_by_model[detections]
+            run.echo_delay_s = delay = detection.echo_delay_s if detection is not None else 0.0
+            run.by_echo_model = detection is not None and detection.by_echo_model
             played_until = last_sound_before(tap, run.onset_at - delay - 0.05, time.monotonic())
             run.silent_at = None if played_until is None else played_until + delay
             around = tap.read(run.onset_at - delay - 0.05, int(0.1 * RATE))
             run.sounding_at_onset = bool(np.any(np.abs(around.astype(np.int32)) > AUDIBLE))
-        if len(self.capture.barge_in_detected) > detections:
-            run.detected_at = self.capture.barge_in_detected[detections]
-            run.heard_at = self.capture.barge_in_heard[detections]
+        if detection is not None:
+            run.detected_at, run.heard_at = detection.done_at, detection.heard_at
         run.heard_s = self.client.barge_ins[barge_ins][1]
         # the interruption became a question: let it be transcribed, then stop its reply
         with contextlib.suppress(TimeoutError):  # no words in it: no question, nothing to wait for

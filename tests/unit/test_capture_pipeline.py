@@ -21,6 +21,18 @@ def feed(pipeline: CapturePipeline, audio: np.ndarray, rate: int, start: float, 
     return [pipeline.process(audio[i : i + block], start + i / rate) for i in range(0, audio.size, block)]
 
 
+def play(tap: PlaybackTap, audio: np.ndarray, at: float) -> None:
+    """Writes ``audio`` to the tap as the player hands it over: 1024-sample blocks, the first sounding at ``at``."""
+    for i in range(0, audio.size, 1024):
+        tap.write(audio[i : i + 1024], 16000, at + i / 16000)
+
+
+def echo_of(audio: np.ndarray, delay_s: float) -> np.ndarray:
+    """``audio`` as the microphone hears it back: ``delay_s`` later, at half its level."""
+    delay = int(delay_s * 16000)
+    return np.concatenate([np.zeros(delay, dtype=np.int16), (audio[:-delay] * 0.5).astype(np.int16)])
+
+
 def test_a_48k_microphone_is_resampled_and_speech_becomes_one_utterance() -> None:
     speech = np.concatenate([silence(0.5), espeak("Please play some quiet music."), silence(1.0)])
     pipeline = CapturePipeline(48000, UtteranceSegmenter(SileroVad()), EchoCanceller(enabled=False))
@@ -38,10 +50,8 @@ def test_a_48k_microphone_is_resampled_and_speech_becomes_one_utterance() -> Non
 def test_the_echo_of_what_the_tap_played_is_removed() -> None:
     reply = espeak("The weather tomorrow looks mild, with light clouds in the morning and sun after lunch.")
     tap = PlaybackTap(seconds=20, clock=lambda: T0)
-    for i in range(0, reply.size, 1024):  # the player wrote its blocks 60 ms ahead of the microphone
-        tap.write(reply[i : i + 1024], 16000, T0 + i / 16000)
-    delay = int(0.03 * 16000)
-    echo = np.concatenate([np.zeros(delay, dtype=np.int16), (reply[:-delay] * 0.5).astype(np.int16)])
+    play(tap, reply, T0)  # the player wrote its blocks 60 ms ahead of the microphone
+    echo = echo_of(reply, 0.03)
     gate = EchoGate(SileroVad())
     pipeline = CapturePipeline(16000, UtteranceSegmenter(gate), EchoCanceller(), tap, gate=gate)
     results = feed(pipeline, echo, 16000, T0)
@@ -60,8 +70,7 @@ def test_after_a_slip_of_the_played_timeline_the_microphone_is_not_trusted_for_a
     quiet = feed(pipeline, silence(2.0), 16000, T0 + 0.1)
     assert all(r.unsettled for r in quiet), "silence teaches the canceller nothing: still re-learning"
     reply = espeak("The weather tomorrow looks mild, with light clouds in the morning and sun after lunch.")
-    for i in range(0, reply.size, 1024):
-        tap.write(reply[i : i + 1024], 16000, T0 + 2.1 + i / 16000)
+    play(tap, reply, T0 + 2.1)
     playing = feed(pipeline, (reply * 0.3).astype(np.int16), 16000, T0 + 2.1)
     unsettled = [r.unsettled for r in playing]
     assert unsettled[0] and not unsettled[-1]
@@ -78,8 +87,7 @@ class BrokenDetector(NearEndDetector):
 def test_a_failing_barge_in_detector_is_dropped_and_the_microphone_goes_on() -> None:
     reply = espeak("The weather tomorrow looks mild, with light clouds in the morning.")
     tap = PlaybackTap(seconds=20, clock=lambda: T0)
-    for i in range(0, reply.size, 1024):
-        tap.write(reply[i : i + 1024], 16000, T0 + i / 16000)
+    play(tap, reply, T0)
     pipeline = CapturePipeline(16000, UtteranceSegmenter(SileroVad()), EchoCanceller(), tap, near_end=BrokenDetector())
     results = feed(pipeline, (reply * 0.3).astype(np.int16), 16000, T0)
     assert pipeline.near_end is None
@@ -90,10 +98,8 @@ def test_an_echo_ahead_of_its_reference_is_realigned_behind_it() -> None:
     """The microphone's capture times run 60 ms early: its echo comes before the reference it is the echo of."""
     reply = np.concatenate([espeak(text) for text in ("The weather tomorrow looks mild.", "Paris sits on the Seine.")])
     tap = PlaybackTap(seconds=20, clock=lambda: T0)
-    for i in range(0, reply.size, 1024):
-        tap.write(reply[i : i + 1024], 16000, T0 + i / 16000)
-    delay = int(0.01 * 16000)
-    echo = np.concatenate([np.zeros(delay, dtype=np.int16), (reply[:-delay] * 0.5).astype(np.int16)])
+    play(tap, reply, T0)
+    echo = echo_of(reply, 0.01)
     pipeline = CapturePipeline(16000, UtteranceSegmenter(SileroVad()), EchoCanceller(), tap, near_end=NearEndDetector())
     assert pipeline.echo_delay_s is None
     feed(pipeline, echo, 16000, T0 - 0.06)
@@ -105,11 +111,8 @@ def test_an_echo_ahead_of_its_reference_is_realigned_behind_it() -> None:
 def test_a_new_reply_is_not_trusted_until_its_echo_is_shown_removed() -> None:
     reply = espeak("The weather tomorrow looks mild, with light clouds in the morning and sun after lunch.")
     tap = PlaybackTap(seconds=20, clock=lambda: T0)
-    start = T0 + 1.0  # after a second of silence
-    for i in range(0, reply.size, 1024):
-        tap.write(reply[i : i + 1024], 16000, start + i / 16000)
-    delay = int(0.03 * 16000)
-    echo = np.concatenate([silence(1.0), np.zeros(delay, dtype=np.int16), (reply[:-delay] * 0.5).astype(np.int16)])
+    play(tap, reply, T0 + 1.0)  # after a second of silence
+    echo = np.concatenate([silence(1.0), echo_of(reply, 0.03)])
     gate = EchoGate(SileroVad())
     pipeline = CapturePipeline(
         16000, UtteranceSegmenter(gate), EchoCanceller(), tap, gate=gate, near_end=NearEndDetector()
